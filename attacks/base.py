@@ -1,0 +1,98 @@
+"""The attack contract: an attack is built from a config dataclass and maps an Observation to a Reconstruction.
+
+Attacks import torch (and numpy/scipy) only — never Flower, never Ray, never fedleak.data — and see nothing but
+the :class:`~fedleak.types.Observation`. Ground truth is joined later by the scorer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+
+from fedleak.registry import Registry
+from fedleak.types import Observation, Reconstruction
+
+THREAT = "honest-but-curious server"
+
+
+class Attack:
+    """Base class. Subclasses set ``Config`` (a dataclass) and implement :meth:`reconstruct`."""
+
+    name: ClassVar[str] = ""
+
+    @dataclasses.dataclass
+    class Config:
+        pass
+
+    def __init__(self, config: Any | None = None, device: str | torch.device = "cpu", seed: int = 0):
+        self.config = config if config is not None else self.Config()
+        self.device = torch.device(device)
+        self.seed = seed
+
+    def reconstruct(self, observation: Observation) -> Reconstruction:
+        raise NotImplementedError
+
+    def __call__(self, observation: Observation) -> Reconstruction:
+        """Run the attack; any exception or non-finite output becomes a failed Reconstruction."""
+        return run_attack(self, observation)
+
+
+ATTACKS: Registry[type[Attack]] = Registry("attack")
+
+
+def register_attack(name: str) -> Callable[[type[Attack]], type[Attack]]:
+    def decorator(cls: type[Attack]) -> type[Attack]:
+        cls.name = name
+        ATTACKS.add(name, cls)
+        return cls
+
+    return decorator
+
+
+def list_attacks() -> list[str]:
+    return ATTACKS.names()
+
+
+def check_params(name: str, params: dict[str, Any]) -> str | None:
+    """None when ``params`` fit the attack's config, else a one-line description of the problem."""
+    fields = {f.name: f for f in dataclasses.fields(ATTACKS.get(name).Config)}
+    for key in params:
+        if key not in fields:
+            return f"unknown parameter {key!r} for attack {name!r}; allowed: {', '.join(fields) or 'none'}"
+    try:
+        ATTACKS.get(name).Config(**params)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def get_attack(name: str, device: str | torch.device = "cpu", seed: int = 0, **params: Any) -> Attack:
+    cls = ATTACKS.get(name)
+    problem = check_params(name, params)
+    if problem:
+        from fedleak.errors import UserError
+
+        raise UserError(problem)
+    return cls(cls.Config(**params), device=device, seed=seed)
+
+
+def run_attack(attack: Attack, observation: Observation) -> Reconstruction:
+    """Time the attack and turn crashes and divergence into recorded failures instead of dead runs."""
+    start = time.perf_counter()
+    try:
+        result = attack.reconstruct(observation)
+    except Exception as exc:  # noqa: BLE001 — an attack crash is a result, not a dead run
+        return Reconstruction.failed(f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - start)
+    result.seconds = time.perf_counter() - start
+    if result.status == "ok" and result.images is not None:
+        if not torch.isfinite(result.images).all():
+            result.status, result.reason = "failed", "diverged: non-finite pixels"
+        else:
+            result.images = result.images.detach().float().cpu().clamp(0, 1)
+    if result.labels is not None:
+        result.labels = result.labels.detach().cpu()
+    return result

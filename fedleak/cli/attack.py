@@ -1,0 +1,13 @@
+"""``fedleak attack``: not built yet."""
+
+from fedleak.errors import UserError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("attack", help="(not built yet)")
+    p.add_argument("args", nargs="*")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    raise UserError("'fedleak attack' is not built yet")

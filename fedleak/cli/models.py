@@ -1,0 +1,18 @@
+"""``fedleak models``: the registered models with their parameter counts."""
+
+from fedleak.models import model_summary
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("models", help="list registered models with parameter counts")
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--classes", type=int, default=10)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    print(f"models for {args.channels}×{args.size}×{args.size} inputs, {args.classes} classes:")
+    for name, count in model_summary(args.channels, args.size, args.classes):
+        print(f"  {name:24s} {count:>12,d} parameters")
+    return 0

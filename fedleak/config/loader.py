@@ -1,0 +1,89 @@
+"""Read a scenario file; any problem becomes one :class:`UserError` line naming the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from fedleak.config.schema import Scenario
+from fedleak.errors import UserError
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load and fully check a scenario file (schema, then model/attack names and attack parameters)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such scenario file; pass the path of a .yaml file, e.g. scenarios/smoke.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise UserError(f"{path}: YAML syntax error{where}: {problem}") from None
+    scenario = parse_scenario(raw, source=str(path))
+    if scenario.name is None:
+        scenario = scenario.model_copy(update={"name": path.stem})
+    return scenario
+
+
+def parse_scenario(raw: Any, source: str = "<scenario>") -> Scenario:
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: a scenario is a YAML mapping with sections data, clients, training, …")
+    try:
+        scenario = Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(f"{source}: {_describe(exc)}") from None
+    _check_names(scenario, source)
+    return scenario
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    # Drop the union-branch tags pydantic inserts (e.g. 'dirichlet') so the path reads like the YAML.
+    parts = [p for p in error["loc"] if not (isinstance(p, str) and p in _UNION_TAGS)]
+    field = ""
+    for part in parts:
+        field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{field}: unknown key; remove it or check its spelling"
+    if kind == "missing":
+        return f"{field}: required field is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    got = error.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+    return f"{field or 'scenario'}: {message}{shown}"
+
+
+_UNION_TAGS = {"iid", "dirichlet", "shards", "sizes", "str", "int", "float", "bool", "list[int]", "list[float]"}
+
+
+def _check_names(scenario: Scenario, source: str) -> None:
+    """Names resolved against the registries; attack parameters checked against each attack's config."""
+    from fedleak.attacks import ATTACKS, check_params
+    from fedleak.models import MODELS
+    from fedleak.models.registry import ACTIVATIONS
+
+    training = scenario.training
+    if training.model not in MODELS:
+        raise UserError(f"{source}: training.model: unknown model {training.model!r}; choose one of: "
+                        f"{', '.join(MODELS.names())}")
+    if training.activation is not None and training.activation not in ACTIVATIONS:
+        raise UserError(f"{source}: training.activation: unknown activation {training.activation!r}; "
+                        f"choose one of: {', '.join(ACTIVATIONS)}")
+    for i, attack in enumerate(scenario.attacks):
+        if attack.name not in ATTACKS:
+            raise UserError(f"{source}: attacks[{i}].name: unknown attack {attack.name!r}; choose one of: "
+                            f"{', '.join(ATTACKS.names())}")
+        problem = check_params(attack.name, attack.params)
+        if problem:
+            raise UserError(f"{source}: attacks[{i}].params: {problem}")
+        if attack.clients != "all":
+            bad = [c for c in attack.clients if c >= scenario.clients.count]
+            if bad:
+                raise UserError(f"{source}: attacks[{i}].clients: client {bad[0]} does not exist "
+                                f"(clients are 0..{scenario.clients.count - 1})")

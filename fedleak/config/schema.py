@@ -1,0 +1,183 @@
+"""The scenario schema: typed, strict (unknown keys are errors), every default documented here.
+
+A scenario YAML has these sections; everything but ``data``, ``clients`` and ``training`` is optional::
+
+    name: hospitals          # used in the run directory's name (default: the file's stem)
+    seed: 0                  # every random choice (partitions, batches, init, attacks) derives from it
+    device: auto             # auto | cpu | cuda — attackers use a GPU when one exists and device is auto
+    data: …                  # DataConfig
+    clients: …               # ClientsConfig
+    training: …              # TrainingConfig
+    attacks: […]             # AttackConfig list (empty: train only)
+    threat_model: …          # fedleak.types.ThreatModel
+    executor: …              # ExecutorConfig
+    output: …                # OutputConfig
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fedleak.types import ThreatModel
+
+DatasetName = Literal["mnist", "fashion_mnist", "cifar10", "cifar100", "lfw"]
+SourceName = Literal["bundled", "torchvision", "npz", "folder", "image"]
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(Strict):
+    dataset: DatasetName
+    #: bundled: real images installed from PyPI packages (offline); torchvision: the standard loaders from
+    #: ``path``; npz: arrays ``x`` (uint8 N×H×W[×3]) and ``y``; folder: one sub-folder per class;
+    #: image: a single image file with ``label``.
+    source: SourceName = "bundled"
+    path: str | None = None
+    download: bool = False
+    #: Resize images to this side length (default: the dataset's native size).
+    image_size: PositiveInt | None = None
+    #: Class index of the single image (source ``image`` only).
+    label: Annotated[int, Field(ge=0)] | None = None
+    #: Share of the images held out for the global model's evaluation (never in any client's shard).
+    eval_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2
+
+    @model_validator(mode="after")
+    def _source_needs_path(self) -> DataConfig:
+        if self.source in ("npz", "folder", "image") and not self.path:
+            raise ValueError(f"source {self.source!r} needs data.path")
+        if self.source == "image" and self.label is None:
+            raise ValueError("source 'image' needs data.label (the class index of the image)")
+        return self
+
+
+class IidPartition(Strict):
+    kind: Literal["iid"] = "iid"
+
+
+class DirichletPartition(Strict):
+    kind: Literal["dirichlet"]
+    alpha: PositiveFloat = 0.5
+
+
+class ShardPartition(Strict):
+    """Sort by label, cut into ``count × shards_per_client`` shards, deal them out (McMahan et al.)."""
+
+    kind: Literal["shards"]
+    shards_per_client: PositiveInt = 2
+
+
+class SizesPartition(Strict):
+    kind: Literal["sizes"]
+    sizes: list[PositiveInt]
+
+
+Partition = Annotated[
+    IidPartition | DirichletPartition | ShardPartition | SizesPartition, Field(discriminator="kind")
+]
+
+
+class ClientOverride(Strict):
+    """Per-client training settings, so one run compares hospitals that train differently."""
+
+    client: Annotated[int, Field(ge=0)]
+    batch_size: PositiveInt | None = None
+    local_steps: PositiveInt | None = None
+    lr: PositiveFloat | None = None
+
+
+class ClientsConfig(Strict):
+    count: PositiveInt
+    partition: Partition = Field(default_factory=IidPartition)
+    overrides: list[ClientOverride] = []
+
+    @model_validator(mode="after")
+    def _overrides_in_range(self) -> ClientsConfig:
+        for override in self.overrides:
+            if override.client >= self.count:
+                raise ValueError(f"override for client {override.client}, but clients are 0..{self.count - 1}")
+        if isinstance(self.partition, SizesPartition) and len(self.partition.sizes) != self.count:
+            raise ValueError(f"partition.sizes has {len(self.partition.sizes)} entries for {self.count} clients")
+        return self
+
+
+class TrainingConfig(Strict):
+    rounds: PositiveInt = 3
+    #: gradient: each client sends the gradient of one batch (FedSGD);
+    #: local_steps: each client runs ``local_steps`` SGD steps on one batch and sends its weights (FedAvg).
+    update: Literal["gradient", "local_steps"] = "gradient"
+    local_steps: PositiveInt = 1
+    #: Client learning rate (local steps) and the server's step on the averaged gradient (FedSGD).
+    lr: PositiveFloat = 0.1
+    batch_size: PositiveInt = 8
+    model: str = "lenet"
+    #: relu | leaky_relu | sigmoid | tanh; default: the model's paper default.
+    activation: str | None = None
+    #: paper: the model's own initialisation (DLG's uniform(−0.5, 0.5) for lenet); default: PyTorch's;
+    #: checkpoint: a state_dict file at ``checkpoint``.
+    init: Literal["paper", "default", "checkpoint"] = "paper"
+    checkpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _checkpoint_path(self) -> TrainingConfig:
+        if self.init == "checkpoint" and not self.checkpoint:
+            raise ValueError("init 'checkpoint' needs training.checkpoint (a state_dict file)")
+        return self
+
+
+class AttackConfig(Strict):
+    name: str
+    #: Passed to the attack's config dataclass; unknown parameters are errors.
+    params: dict[str, int | float | str | bool | list[int] | list[float] | None] = {}
+    #: "all" or the 1-based rounds to attack.
+    rounds: Literal["all"] | list[PositiveInt] = "all"
+    #: "all" or the client ids to attack.
+    clients: Literal["all"] | list[Annotated[int, Field(ge=0)]] = "all"
+
+
+class ExecutorConfig(Strict):
+    #: auto: a Ray actor pool inside Flower's simulation, in-process elsewhere; local: in-process; ray: Ray.
+    kind: Literal["auto", "local", "ray"] = "auto"
+    #: Attacker actors (Ray) and the cap on attacks in flight.
+    workers: PositiveInt = 2
+    max_in_flight: PositiveInt = 8
+    #: An attack running longer is recorded as failed with reason "timeout".
+    timeout_s: PositiveFloat = 600
+
+
+class OutputConfig(Strict):
+    #: Run directory; default runs/<name>-<timestamp>/.
+    dir: str | None = None
+    #: PSNR (dB) at or above which an image counts as reconstructed.
+    success_psnr: float = 30.0
+    #: Save true-vs-reconstructed grids per round.
+    save_images: bool = True
+
+
+class Scenario(Strict):
+    name: str | None = None
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataConfig
+    clients: ClientsConfig
+    training: TrainingConfig
+    attacks: list[AttackConfig] = []
+    threat_model: ThreatModel = Field(default_factory=ThreatModel)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    def client_settings(self, client: int) -> tuple[int, int, float]:
+        """(batch_size, local_steps, lr) of one client after its overrides."""
+        t = self.training
+        batch_size, steps, lr = t.batch_size, t.local_steps, t.lr
+        for o in self.clients.overrides:
+            if o.client == client:
+                batch_size = o.batch_size or batch_size
+                steps = o.local_steps or steps
+                lr = o.lr or lr
+        return batch_size, steps, lr

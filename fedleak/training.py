@@ -1,0 +1,83 @@
+"""The client's loss and update, in one place so clients, `fedleak attack` and attackers agree exactly.
+
+The loss is softmax cross-entropy with mean reduction over the batch. An attacker that matches gradients
+must use the same reduction, or Euclidean matching fails quietly (a known pitfall of reference code).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def client_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy, mean over the batch. ``labels`` are class indices or per-sample distributions."""
+    if labels.dtype.is_floating_point:
+        return -(labels * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+    return F.cross_entropy(logits, labels)
+
+
+def named_params(model: nn.Module) -> dict[str, torch.Tensor]:
+    return dict(model.named_parameters())
+
+
+def batch_gradient(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, create_graph: bool = False
+) -> dict[str, torch.Tensor]:
+    """Gradient of the client loss on one batch, keyed by parameter name."""
+    params = named_params(model)
+    loss = client_loss(model(images), labels)
+    grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
+    return dict(zip(params, grads, strict=True))
+
+
+def local_steps_update(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, steps: int, lr: float
+) -> dict[str, torch.Tensor]:
+    """Weights after ``steps`` plain SGD steps on the same batch (FedAvg's local training on one batch).
+
+    The model is not modified; the returned tensors are detached.
+    """
+    weights = {k: v.detach().clone() for k, v in named_params(model).items()}
+    for _ in range(steps):
+        grads = functional_gradient(model, weights, images, labels)
+        weights = {k: weights[k] - lr * grads[k] for k in weights}
+    return {k: v.detach() for k, v in weights.items()}
+
+
+def functional_gradient(
+    model: nn.Module,
+    weights: dict[str, torch.Tensor],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    create_graph: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Gradient of the client loss at ``weights`` (not the module's own), differentiable when asked.
+
+    Attackers use this to simulate K local steps on dummy data and differentiate through them.
+    """
+    if not create_graph:
+        weights = {k: v.detach().requires_grad_(True) for k, v in weights.items()}
+    else:
+        weights = {k: v if v.requires_grad else v.detach().requires_grad_(True) for k, v in weights.items()}
+    logits = torch.func.functional_call(model, weights, (images,))
+    loss = client_loss(logits, labels)
+    grads = torch.autograd.grad(loss, list(weights.values()), create_graph=create_graph)
+    return dict(zip(weights, grads, strict=True))
+
+
+def simulate_local_steps(
+    model: nn.Module,
+    weights: dict[str, torch.Tensor],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int,
+    lr: float,
+) -> dict[str, torch.Tensor]:
+    """K differentiable SGD steps from ``weights`` (the attacker's simulation of the client)."""
+    current = dict(weights)
+    for _ in range(steps):
+        grads = functional_gradient(model, current, images, labels, create_graph=True)
+        current = {k: current[k] - lr * grads[k] for k in current}
+    return current

@@ -1,0 +1,152 @@
+"""The types every part shares: what the server sees, what an attack returns, one result row.
+
+Ground truth never appears in :class:`Observation`. The scorer joins it later from the audit indices.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+UpdateKind = Literal["gradient", "local_steps"]
+Status = Literal["ok", "failed"]
+
+
+class ThreatModel(BaseModel):
+    """What the honest-but-curious server is granted beyond the update itself.
+
+    Every flag is written into each result row, so a table always says under which assumptions it holds.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: The server knows the labels of the client's batch (e.g. a label-only side channel).
+    labels_known: bool = False
+    #: The server knows the client's local learning rate and number of local steps.
+    local_hparams_known: bool = True
+    #: The server knows the batch size (with FedSGD it equals ``num-examples`` anyway).
+    batch_size_known: bool = True
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to rebuild the global model: the architecture is public to the server that defines it."""
+
+    name: str
+    in_channels: int
+    image_size: int
+    num_classes: int
+    activation: str | None = None
+
+    def build(self) -> torch.nn.Module:
+        from fedleak.models import get_model
+
+        return get_model(
+            self.name,
+            in_channels=self.in_channels,
+            image_size=self.image_size,
+            num_classes=self.num_classes,
+            activation=self.activation,
+        )
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything a real server sees of one client's reply in one round, plus explicit threat-model grants.
+
+    ``update`` is exactly what the client sent, keyed like ``global_weights``:
+    - kind ``gradient``: the gradient of the client's loss on one batch (FedSGD);
+    - kind ``local_steps``: the client's weights after K local SGD steps (FedAvg).
+    ``metadata`` holds public metadata the threat model grants (round, client, batch_size, local_steps, lr).
+    ``labels`` is set only when ``threat.labels_known``.
+    """
+
+    model: ModelSpec
+    global_weights: dict[str, torch.Tensor]
+    update: dict[str, torch.Tensor]
+    kind: UpdateKind
+    threat: ThreatModel
+    metadata: dict[str, Any] = field(default_factory=dict)
+    labels: torch.Tensor | None = None
+
+    def build_model(self) -> torch.nn.Module:
+        """The global model the client received, in eval-free train mode as the client used it."""
+        model = self.model.build()
+        model.load_state_dict(self.global_weights)
+        return model
+
+    def gradient(self) -> dict[str, torch.Tensor]:
+        """The update as a gradient estimate.
+
+        For ``gradient`` updates this is exact. For ``local_steps`` it is the pseudo-gradient
+        ``(w_old - w_new) / (lr * K)`` when lr and K are granted, else the bare ``w_old - w_new``
+        (a direction only: fine for cosine matching, wrong in scale for Euclidean matching).
+        """
+        if self.kind == "gradient":
+            return dict(self.update)
+        scale = 1.0
+        lr, steps = self.metadata.get("lr"), self.metadata.get("local_steps")
+        if lr is not None and steps is not None:
+            scale = 1.0 / (float(lr) * int(steps))
+        return {k: (self.global_weights[k] - self.update[k]) * scale for k in self.update}
+
+    @property
+    def batch_size(self) -> int | None:
+        return self.metadata.get("batch_size")
+
+
+@dataclass
+class Reconstruction:
+    """What an attack returns. Images are B×C×H×W in [0, 1] (or None when nothing was recovered)."""
+
+    images: torch.Tensor | None
+    labels: torch.Tensor | None = None
+    status: Status = "ok"
+    reason: str = ""
+    seconds: float = 0.0
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    #: Snapshots of the images during optimisation, each B×C×H×W, for history figures.
+    history: list[torch.Tensor] = field(default_factory=list)
+
+    @classmethod
+    def failed(cls, reason: str, seconds: float = 0.0, **diagnostics: Any) -> Reconstruction:
+        return cls(images=None, status="failed", reason=reason, seconds=seconds, diagnostics=diagnostics)
+
+
+@dataclass
+class LeakageRecord:
+    """One tidy result row: one attack on one client's update in one round."""
+
+    round: int
+    client: int
+    attack: str
+    batch_size: int
+    local_steps: int
+    lr: float
+    update_kind: str
+    defense: str
+    status: str
+    reason: str
+    psnr: float | None
+    ssim: float | None
+    mse: float | None
+    label_accuracy: float | None
+    success: float | None  # share of images with PSNR >= the success threshold
+    seconds: float
+    labels_known: bool
+    local_hparams_known: bool
+    batch_size_known: bool
+    psnr_per_image: str = ""  # space-separated, after one-to-one matching
+    timestamp: float = field(default_factory=time.time)
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def columns() -> list[str]:
+    """Column order of leakage.csv."""
+    return list(LeakageRecord.__dataclass_fields__)
