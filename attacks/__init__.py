@@ -1,9 +1,10 @@
-"""Gradient-leakage attacks, registered by name. Importing this package registers all of them."""
+"""Gradient-leakage attacks, registered by name. Every module of this package is imported here, so each
+attack file registers itself (``@register_attack("dlg")``)."""
 
 from fedleak.attacks.base import ATTACKS, THREAT, Attack, check_params, get_attack, list_attacks, register_attack
 
-__all__ = ["ATTACKS", "THREAT", "Attack", "check_params", "get_attack", "list_attacks", "register_attack"]
+from fedleak.autoload import import_submodules
 
-# Each import registers one attack (the gradient-matching family, then the analytic family).
-# from fedleak.attacks import dlg, idlg, inverting_gradients, linear  # noqa: E402,F401
-# from fedleak.attacks import hybrid, rconv, rgap  # noqa: E402,F401
+import_submodules(__name__, __path__, skip={"base"})
+
+__all__ = ["ATTACKS", "THREAT", "Attack", "check_params", "get_attack", "list_attacks", "register_attack"]

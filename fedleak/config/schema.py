@@ -40,6 +40,9 @@ class DataConfig(Strict):
     source: SourceName = "bundled"
     path: str | None = None
     download: bool = False
+    #: train | test. Default: the training split when the source has one, else the test split
+    #: (the bundled CIFAR/Fashion-MNIST images are test images; bundled MNIST has both).
+    split: Literal["train", "test"] | None = None
     #: Resize images to this side length (default: the dataset's native size).
     image_size: PositiveInt | None = None
     #: Class index of the single image (source ``image`` only).
