@@ -85,7 +85,10 @@ BAD_INPUTS = {
         ["clients", "client 5"],
     ),
     "npz without a path": (with_change({"data.source": "npz"}), ["data", "data.path"]),
-    "yaml syntax": ("data:\n  dataset: mnist\n  source: [bundled\nclients: {count: 2}\n", ["YAML syntax error", "line"]),
+    "yaml syntax": (
+        "data:\n  dataset: mnist\n  source: [bundled\nclients: {count: 2}\n",
+        ["YAML syntax error", "line"],
+    ),
     "not a mapping": ("- just\n- a list\n", ["YAML mapping"]),
 }
 
