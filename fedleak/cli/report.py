@@ -1,13 +1,19 @@
-"""``fedleak report``: not built yet."""
+"""``fedleak report RUN_DIR``: (re)build figures and report.html from a run directory's CSVs and images."""
 
-from fedleak.errors import UserError
+from __future__ import annotations
+
+from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("report", help="(not built yet)")
-    p.add_argument("args", nargs="*")
+    p = sub.add_parser("report", help="build figures and report.html for a run directory")
+    p.add_argument("run_dir", type=Path, help="the folder a 'fedleak simulate' run wrote (runs/<name>-<time>/)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    raise UserError("'fedleak report' is not built yet")
+    from fedleak.report import build_report
+
+    path = build_report(args.run_dir)
+    print(f"wrote {path}")
+    return 0

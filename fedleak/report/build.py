@@ -1,0 +1,225 @@
+"""``build_report(run_dir)``: figures/*.png and report.html from a run directory's CSVs and images.
+
+Works on whatever the run left behind: a run stopped after one round, a leakage.csv holding only failed
+rows, a missing rounds.csv or scenario.yaml. What is missing is said on the page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fedleak.errors import UserError
+from fedleak.report.figures import leakage_plot, training_plot
+from fedleak.report.html import GridImage, ReportContent, fmt, render
+from fedleak.report.tables import Row, read_leakage, read_rounds, summarize
+from fedleak.report.writer import IMAGES_DIR, LEAKAGE_FILE, ROUNDS_FILE, SCENARIO_FILE, parse_image_name
+
+REPORT_FILE = "report.html"
+FIGURES_DIR = "figures"
+#: Grids beyond this many stay in images/ only, so the page stays a few MB at most.
+MAX_GRIDS = 240
+DEFAULT_SUCCESS_PSNR = 30.0
+
+
+def build_report(run_dir: Path) -> Path:
+    """Write ``figures/*.png`` and ``report.html`` into ``run_dir`` and return the page's path."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run directory; pass the folder a 'fedleak simulate' run wrote")
+    if not any((run_dir / name).exists() for name in (SCENARIO_FILE, LEAKAGE_FILE, ROUNDS_FILE)):
+        raise UserError(f"{run_dir}: not a run directory (none of {SCENARIO_FILE}, {LEAKAGE_FILE}, {ROUNDS_FILE})")
+    notes: list[str] = []
+    scenario = _read_scenario(run_dir / SCENARIO_FILE, notes)
+    leakage = read_leakage(run_dir / LEAKAGE_FILE)
+    rounds = read_rounds(run_dir / ROUNDS_FILE)
+    for name, table in ((LEAKAGE_FILE, leakage), (ROUNDS_FILE, rounds)):
+        if not (run_dir / name).is_file():
+            notes.append(f"{name} is missing: the run stopped before writing it.")
+        if table.skipped:
+            notes.append(f"{name}: {table.skipped} damaged row(s) skipped (an interrupted write).")
+    if leakage.rows and all(r.get("status") != "ok" for r in leakage.rows):
+        notes.append("Every attack attempt failed: the table lists the reasons.")
+
+    success_psnr = float(_get(scenario, "output", "success_psnr") or DEFAULT_SUCCESS_PSNR)
+    figures_dir = run_dir / FIGURES_DIR
+    figures = [
+        (leakage_plot(leakage.rows, "round", "round", figures_dir / "leakage_vs_round.png", success_psnr),
+         "Leakage vs round: median PSNR over attacked clients, successful reconstructions only."),
+        (leakage_plot(leakage.rows, "batch_size", "client batch size", figures_dir / "leakage_vs_batch_size.png",
+                      success_psnr),
+         "Leakage vs batch size: median PSNR over rounds and clients with that batch size."),
+        (training_plot(rounds.rows, figures_dir / "training.png"),
+         "Training: accuracy and loss of the global model per round."),
+    ]
+    grids, left_out = _grids(run_dir / IMAGES_DIR, leakage.rows)
+    content = ReportContent(
+        title=f"fedleak report — {_get(scenario, 'name') or run_dir.name}",
+        run_dir=run_dir.resolve(),
+        scenario_rows=_scenario_rows(scenario, leakage.rows, rounds.rows),
+        client_rows=_client_rows(scenario, leakage.rows),
+        attack_rows=_attack_rows(scenario),
+        summaries=summarize(leakage.rows),
+        figures=figures,
+        grids=grids,
+        notes=notes,
+        metric_notes=metric_notes(success_psnr),
+        grids_left_out=left_out,
+    )
+    path = run_dir / REPORT_FILE
+    path.write_text(render(content), encoding="utf-8")
+    return path
+
+
+def metric_notes(success_psnr: float) -> list[str]:
+    """How to read the numbers (HTML fragments)."""
+    return [
+        "<b>PSNR</b> = 10·log<sub>10</sub>(1/MSE) on images in [0, 1] (peak 1); ∞ means an exact copy. "
+        "Roughly: above 30 dB a reconstruction is visually indistinguishable, below 15 dB little is recognisable.",
+        f"<b>SSIM</b>: {ssim_setting()}",
+        f"<b>Success rate</b>: share of attacked images with PSNR ≥ {success_psnr:g} dB; "
+        "failed attempts count as zero.",
+        "<b>Label accuracy</b>: share of the batch's labels the attack recovered (when it infers labels).",
+        "Batches are matched one-to-one (Hungarian matching) before scoring; PSNR/SSIM are batch means. "
+        "Medians and means are over successful attempts; failures are listed with their reasons.",
+    ]
+
+
+def ssim_setting() -> str:
+    """The SSIM setting as documented by fedleak.metrics (one fixed setting for every score)."""
+    try:
+        import fedleak.metrics as metrics
+    except ImportError:
+        return "structural similarity (fedleak.metrics is not installed here, so its setting cannot be quoted)."
+    for name in ("SSIM_SETTING", "SSIM_SETTINGS", "SSIM_NOTE"):
+        value = getattr(metrics, name, None)
+        if value:
+            return str(value)
+    ssim = getattr(metrics, "ssim", None)
+    doc = (getattr(ssim, "__doc__", None) or "").strip()
+    return " ".join(doc.split()) if doc else "structural similarity as computed by fedleak.metrics."
+
+
+def _read_scenario(path: Path, notes: list[str]) -> dict[str, Any]:
+    if not path.is_file():
+        notes.append(f"{SCENARIO_FILE} is missing: the scenario summary is pieced together from the results.")
+        return {}
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        notes.append(f"{SCENARIO_FILE} could not be read ({exc.__class__.__name__}); summary from results only.")
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _get(raw: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(raw, dict):
+            return None
+        raw = raw.get(key)
+    return raw
+
+
+def _distinct(rows: list[Row], key: str) -> str:
+    values = sorted({r[key] for r in rows if r.get(key) is not None}, key=str)
+    return ", ".join(str(v) for v in values) or "–"
+
+
+def _scenario_rows(raw: dict[str, Any], leakage: list[Row], rounds: list[Row]) -> list[tuple[str, str]]:
+    data, training, threat = _get(raw, "data") or {}, _get(raw, "training") or {}, _get(raw, "threat_model") or {}
+    partition = _get(raw, "clients", "partition") or {}
+    rows: list[tuple[str, str]] = []
+    if raw:
+        rows += [
+            ("name / seed", f"{raw.get('name') or '–'} / {raw.get('seed', '–')}"),
+            ("dataset", f"{data.get('dataset')} (source {data.get('source')}"
+                        + (f", path {data['path']}" if data.get("path") else "")
+                        + (f", split {data['split']}" if data.get("split") else "")
+                        + (f", resized to {data['image_size']}" if data.get("image_size") else "") + ")"),
+            ("model", f"{training.get('model')} (activation {training.get('activation') or 'paper default'}, "
+                      f"init {training.get('init')})"),
+            ("clients", f"{_get(raw, 'clients', 'count')} ({_partition(partition)} partition)"),
+            ("rounds", str(training.get("rounds"))),
+            ("update kind", f"{training.get('update')}"
+                            + (f" ({training.get('local_steps')} local steps)" if training.get("update") ==
+                               "local_steps" else " (one-batch gradient, FedSGD)")),
+            ("threat model", ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in threat.items()) or "–"),
+            ("success threshold", f"PSNR ≥ {fmt(_get(raw, 'output', 'success_psnr'), 1)} dB"),
+        ]
+    else:
+        rows += [
+            ("update kind", _distinct(leakage, "update_kind")),
+            ("defense", _distinct(leakage, "defense")),
+            ("threat model", ", ".join(f"{k}: {_distinct(leakage, k)}"
+                                       for k in ("labels_known", "local_hparams_known", "batch_size_known"))),
+        ]
+    rows.append(("defense (from results)", _distinct(leakage, "defense")))
+    rows.append(("rounds recorded", f"training {len(rounds)}, attacked {_distinct(leakage, 'round')}"))
+    rows.append(("attack results", f"{len(leakage)} rows, {sum(r.get('status') == 'ok' for r in leakage)} ok"))
+    return rows
+
+
+def _partition(partition: dict[str, Any]) -> str:
+    """'dirichlet (alpha 0.5)' from {'kind': 'dirichlet', 'alpha': 0.5}."""
+    settings = ", ".join(f"{k} {v}" for k, v in partition.items() if k != "kind")
+    return f"{partition.get('kind', 'iid')}" + (f" ({settings})" if settings else "")
+
+
+def _client_rows(raw: dict[str, Any], leakage: list[Row]) -> list[dict[str, Any]]:
+    """Per client: batch size, local steps, lr (scenario with overrides, else what the results say)."""
+    from fedleak.config.schema import Scenario
+
+    try:
+        scenario = Scenario.model_validate(raw)
+    except Exception:  # noqa: BLE001 — an old or partial scenario.yaml still gets a report
+        scenario = None
+    if scenario is not None:
+        rows = []
+        for client in range(scenario.clients.count):
+            batch_size, steps, lr = scenario.client_settings(client)
+            rows.append({"client": client, "batch size": batch_size, "local steps": steps, "lr": lr})
+        return rows
+    seen: dict[int, dict[str, Any]] = {}
+    for r in leakage:
+        if r.get("client") is not None:
+            seen.setdefault(r["client"], {"client": r["client"], "batch size": r.get("batch_size"),
+                                          "local steps": r.get("local_steps"), "lr": r.get("lr")})
+    return [seen[c] for c in sorted(seen)]
+
+
+def _attack_rows(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for attack in _get(raw, "attacks") or []:
+        params = attack.get("params") or {}
+        rows.append({
+            "attack": attack.get("name"),
+            "parameters": ", ".join(f"{k}={v}" for k, v in params.items()) or "defaults",
+            "rounds": attack.get("rounds", "all"),
+            "clients": attack.get("clients", "all"),
+        })
+    return rows
+
+
+def _grids(images_dir: Path, leakage: list[Row]) -> tuple[list[GridImage], int]:
+    """Grids grouped by attack then client, in round order, captioned with their scores."""
+    if not images_dir.is_dir():
+        return [], 0
+    scores = {(r.get("round"), r.get("client"), str(r.get("attack"))): r for r in leakage}
+    found = []
+    for path in images_dir.glob("*.png"):
+        key = parse_image_name(path.name)
+        if key is not None:
+            found.append((key[2], key[1], key[0], path))
+    found.sort()
+    grids = []
+    for attack, client, round_, path in found[:MAX_GRIDS]:
+        row = scores.get((round_, client, attack))
+        caption = f"round {round_}"
+        if row is not None and row.get("status") == "ok":
+            caption += f": PSNR {fmt(row.get('psnr'))} dB, SSIM {fmt(row.get('ssim'), 3)}"
+        elif row is not None:
+            caption += f": failed ({row.get('reason') or 'no reason given'})"
+        grids.append(GridImage(path=path, caption=caption, group=f"{attack} — client {client}"))
+    return grids, max(0, len(found) - MAX_GRIDS)

@@ -1,0 +1,146 @@
+"""The run directory: append-only result tables, the resolved scenario and reconstruction grids.
+
+Layout written here::
+
+    run_dir/
+      scenario.yaml    the resolved scenario (every default filled in)
+      leakage.csv      one row per attack × client × round (fedleak.types.LeakageRecord)
+      rounds.csv       one row per round of training (round, loss, accuracy, seconds, …)
+      images/          r001_c0_dlg.png: true images (top row) and the reconstruction (bottom row)
+
+Every row is flushed as soon as it is written, so a run stopped with Ctrl-C keeps everything it produced.
+Writes may come from attack-executor callbacks on other threads; a lock keeps rows whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from fedleak.config.schema import Scenario
+from fedleak.report.images import save_grid
+from fedleak.types import LeakageRecord, columns
+
+SCENARIO_FILE = "scenario.yaml"
+LEAKAGE_FILE = "leakage.csv"
+ROUNDS_FILE = "rounds.csv"
+IMAGES_DIR = "images"
+
+
+class RunWriter:
+    """Writes one run's outputs under ``run_dir`` (created on first use)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self._lock = threading.Lock()
+
+    def write_scenario(self, scenario: Scenario) -> Path:
+        """Write the resolved scenario (``model_dump``) as YAML and return its path."""
+        path = self._path(SCENARIO_FILE)
+        text = yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+        with self._lock:
+            path.write_text(text)
+        return path
+
+    def append_leakage(self, record: LeakageRecord) -> None:
+        """Append one result row to leakage.csv (header written once, row flushed)."""
+        row = {key: _cell(value) for key, value in record.as_row().items()}
+        with self._lock:
+            _append_row(self._path(LEAKAGE_FILE), columns(), row)
+
+    def append_round(self, row: dict[str, Any]) -> None:
+        """Append one training-round row to rounds.csv.
+
+        The header is the first row's keys. A later row with new keys (e.g. an evaluation metric that
+        starts in round 2) rewrites the file once with the wider header, atomically, so nothing is lost.
+        """
+        if "round" not in row:
+            raise ValueError("a rounds.csv row needs a 'round' key")
+        cells = {str(key): _cell(value) for key, value in row.items()}
+        with self._lock:
+            path = self._path(ROUNDS_FILE)
+            header = _read_header(path)
+            if header is None:
+                header = list(cells)
+            elif set(cells) - set(header):
+                header = header + [key for key in cells if key not in header]
+                _rewrite_with_header(path, header)
+            _append_row(path, header, cells)
+
+    def save_reconstruction(
+        self,
+        round: int,
+        client: int,
+        attack: str,
+        true_images: torch.Tensor | np.ndarray,
+        recon_images: torch.Tensor | np.ndarray | None,
+    ) -> Path:
+        """Save true images (top row) above the reconstruction (bottom row; grey when nothing was recovered).
+
+        Pass the reconstruction in the order matched to the true images (see fedleak.scoring), so columns
+        line up. Returns the PNG's path: ``images/r{round:03d}_c{client}_{attack}.png``.
+        """
+        path = self._path(IMAGES_DIR) / image_name(round, client, attack)
+        return save_grid(path, true_images, recon_images)
+
+    def _path(self, name: str) -> Path:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        return self.run_dir / name
+
+
+def image_name(round: int, client: int, attack: str) -> str:
+    """File name of one reconstruction grid; the attack name is made file-system safe."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", attack)
+    return f"r{int(round):03d}_c{int(client)}_{safe}.png"
+
+
+def parse_image_name(name: str) -> tuple[int, int, str] | None:
+    """(round, client, attack) from a grid's file name, or None for other files."""
+    match = re.fullmatch(r"r(\d+)_c(\d+)_(.+)\.png", name)
+    return (int(match[1]), int(match[2]), match[3]) if match else None
+
+
+def _cell(value: Any) -> Any:
+    """CSV cell: None → empty, tensors/numpy scalars → Python numbers."""
+    if value is None:
+        return ""
+    if isinstance(value, torch.Tensor | np.generic):
+        return value.item()
+    return value
+
+
+def _read_header(path: Path) -> list[str] | None:
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    with path.open(newline="") as handle:
+        return next(csv.reader(handle), None)
+
+
+def _append_row(path: Path, header: list[str], row: dict[str, Any]) -> None:
+    write_header = not path.is_file() or path.stat().st_size == 0
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header, restval="", extrasaction="raise")
+        if write_header:
+            writer.writeheader()
+        writer.writerow(row)
+        handle.flush()
+
+
+def _rewrite_with_header(path: Path, header: list[str]) -> None:
+    with path.open(newline="") as handle:
+        # A row cut short by an interrupted write has missing cells (None values) or spill-over (None key).
+        rows = [{k: v for k, v in r.items() if k is not None} for r in csv.DictReader(handle)]
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
