@@ -1,0 +1,134 @@
+"""Score one reconstructed batch against its ground truth: the scorer's only entry point.
+
+Conventions (all stated once, here):
+- Reconstructions are clamped to [0, 1] before scoring (the Reconstruction type promises that range, and the
+  projection can only bring an image closer to a true image in [0, 1]). True images outside [0, 1] are an error.
+- Pairs come from :func:`~fedleak.metrics.matching.match_images` (Hungarian on MSE). ``psnr``, ``ssim`` and ``mse``
+  are means over matched pairs and ``None`` when there are no reconstructed images.
+- ``success`` and ``rates`` are shares of the B *true* images: an image without a matched reconstruction counts
+  as a failure, so an attack that returned nothing scores 0.0 rather than ``None``.
+- PSNR of an exact reconstruction is ``inf`` (so is a mean that includes one). :meth:`BatchScore.to_dict`
+  writes ``inf`` as the string ``"inf"`` because JSON has no infinity.
+"""
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from fedleak.metrics.image import mse, psnr_from_mse, ssim
+from fedleak.metrics.matching import label_accuracy, match_images
+
+#: Thresholds reported for every batch; iDLG counts ``mse <= 1e-3`` as a successful reconstruction.
+PSNR_THRESHOLDS = (20.0, 30.0, 40.0)
+MSE_THRESHOLD = 1e-3
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """One true image and its matched reconstruction (``recon_index`` ``None`` when unmatched)."""
+
+    true_index: int
+    recon_index: int | None
+    psnr: float | None
+    ssim: float | None
+    mse: float | None
+
+
+@dataclass(frozen=True)
+class BatchScore:
+    """Scores of one reconstructed batch; see the module docstring for the conventions."""
+
+    batch_size: int
+    psnr: float | None
+    ssim: float | None
+    mse: float | None
+    label_accuracy: float | None
+    success: float
+    success_psnr: float
+    rates: dict[str, float]
+    per_image: list[ImageScore] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict; ``inf`` becomes the string ``"inf"``."""
+        return _json_safe(asdict(self))
+
+
+def _json_safe(value):
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _check_true_images(true_images: torch.Tensor) -> None:
+    if true_images.dim() != 4 or true_images.shape[0] == 0:
+        raise ValueError(f"true images must be a non-empty B×C×H×W batch, got shape {tuple(true_images.shape)}")
+    low, high = float(true_images.min()), float(true_images.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(f"true images must lie in [0, 1] (PSNR uses peak 1), found values in [{low:.3g}, {high:.3g}]")
+
+
+def score_batch(
+    recon_images: torch.Tensor | None,
+    recon_labels: torch.Tensor | None,
+    true_images: torch.Tensor,
+    true_labels: torch.Tensor,
+    success_psnr: float = 30.0,
+) -> BatchScore:
+    """Match reconstructions to the true batch one-to-one and score images and labels.
+
+    Args:
+        recon_images: R×C×H×W reconstructions in [0, 1], any order, R may differ from B; ``None`` if none.
+        recon_labels: recovered labels (class indices, any order); ``None`` if the attack gave none.
+        true_images: B×C×H×W ground truth in [0, 1].
+        true_labels: the B true class indices.
+        success_psnr: PSNR (dB) at or above which a reconstructed image counts as a success.
+
+    Returns:
+        The batch's :class:`BatchScore`.
+    """
+    _check_true_images(true_images)
+    batch_size = true_images.shape[0]
+    pairs: list[tuple[int, int]] = []
+    if recon_images is not None:
+        recon_images = recon_images.detach().to("cpu", torch.float64).clamp(0.0, 1.0)
+        true_images = true_images.detach().to("cpu", torch.float64)
+        pairs = match_images(recon_images, true_images)
+
+    per_image = [ImageScore(i, None, None, None, None) for i in range(batch_size)]
+    if pairs:
+        recon_idx = [r for r, _ in pairs]
+        true_idx = [t for _, t in pairs]
+        matched_recon, matched_true = recon_images[recon_idx], true_images[true_idx]
+        mse_values = mse(matched_recon, matched_true)
+        psnr_values = psnr_from_mse(mse_values)
+        ssim_values = ssim(matched_recon, matched_true)
+        for k, (r, t) in enumerate(pairs):
+            per_image[t] = ImageScore(t, r, float(psnr_values[k]), float(ssim_values[k]), float(mse_values[k]))
+
+    matched = [s for s in per_image if s.recon_index is not None]
+
+    def share(passed) -> float:
+        return sum(1 for s in matched if passed(s)) / batch_size
+
+    rates = {f"psnr>={threshold:g}": share(lambda s, t=threshold: s.psnr >= t) for threshold in PSNR_THRESHOLDS}
+    rates[f"mse<={MSE_THRESHOLD:g}"] = share(lambda s: s.mse <= MSE_THRESHOLD)
+    return BatchScore(
+        batch_size=batch_size,
+        psnr=_mean([s.psnr for s in matched]),
+        ssim=_mean([s.ssim for s in matched]),
+        mse=_mean([s.mse for s in matched]),
+        label_accuracy=None if recon_labels is None else label_accuracy(recon_labels, true_labels),
+        success=share(lambda s: s.psnr >= success_psnr),
+        success_psnr=success_psnr,
+        rates=rates,
+        per_image=per_image,
+    )
