@@ -1,0 +1,140 @@
+"""Held-out evaluation split and the partition of the training images into one shard per client.
+
+Everything is a pure function of its arguments and the seed (numpy ``Generator``), so a run, its attacks and its
+scorer all see the same shards. Shards hold indices into the :class:`~fedleak.data.imageset.ImageSet`, sorted
+ascending. The held-out images are never in any shard.
+
+Partitions (``clients.partition.kind``):
+
+* ``iid``: a random permutation cut into ``count`` near-equal shards.
+* ``dirichlet``: per class, the images are dealt to clients in proportions drawn from Dirichlet(alpha·1)
+  (Hsu, Qi, Brown 2019, arXiv 1909.06335); small alpha → each client sees few classes. No shard is empty:
+  the draw is repeated (up to 100 times), then any client still empty takes one image from the largest shard.
+* ``shards``: sort by label, cut into ``count × shards_per_client`` pieces, deal the pieces at random
+  (McMahan et al. 2017, arXiv 1602.05629).
+* ``sizes``: client i gets ``sizes[i]`` distinct random images; the rest stay unused.
+
+iid, dirichlet and shards put every training index in exactly one shard.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedleak.config.schema import (
+    ClientsConfig,
+    DirichletPartition,
+    IidPartition,
+    ShardPartition,
+    SizesPartition,
+)
+from fedleak.errors import UserError
+
+# Separate random streams for separate decisions, so changing one never shifts another.
+_EVAL_STREAM = 0x45A1
+_PARTITION_STREAM = 0x9A27
+_DIRICHLET_REDRAWS = 100
+
+
+def _rng(seed: int, stream: int) -> np.random.Generator:
+    # SeedSequence needs non-negative entropy; fold negative seeds into uint64 without collisions.
+    return np.random.default_rng([seed % 2**64, stream])
+
+
+def split_eval(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``range(n)`` into (train indices, held-out indices), both sorted int64.
+
+    The held-out share is ``floor(n · fraction)`` images, so a single image always stays in training.
+    """
+    if n < 1:
+        raise UserError("the data source has no images to split")
+    if not 0 <= fraction < 1:
+        raise UserError(f"data.eval_fraction must be in [0, 1), got {fraction}")
+    held_out = int(n * fraction)
+    order = _rng(seed, _EVAL_STREAM).permutation(n)
+    return np.sort(order[held_out:]).astype(np.int64), np.sort(order[:held_out]).astype(np.int64)
+
+
+def partition(labels: np.ndarray, train_indices: np.ndarray, clients: ClientsConfig, seed: int) -> list[np.ndarray]:
+    """Deal ``train_indices`` to ``clients.count`` clients.
+
+    Args:
+        labels: Labels of the whole image set (indexed by ``train_indices``).
+        train_indices: Indices available for training (e.g. the first result of :func:`split_eval`).
+        clients: The scenario's ``clients`` section (count and partition kind).
+        seed: The scenario seed.
+
+    Returns:
+        One sorted int64 index array per client.
+    """
+    labels = np.asarray(labels)
+    train = np.asarray(train_indices, dtype=np.int64)
+    count, scheme = clients.count, clients.partition
+    rng = _rng(seed, _PARTITION_STREAM)
+    if isinstance(scheme, SizesPartition):
+        shards = _sizes(train, scheme.sizes, rng)
+    else:
+        if len(train) < count:
+            raise UserError(f"clients.count: {count} clients but only {len(train)} training images (after holding "
+                            f"out data.eval_fraction); use fewer clients or more data")
+        if isinstance(scheme, IidPartition):
+            shards = np.array_split(rng.permutation(train), count)
+        elif isinstance(scheme, DirichletPartition):
+            shards = _dirichlet(labels[train], train, count, scheme.alpha, rng)
+        elif isinstance(scheme, ShardPartition):
+            shards = _label_shards(labels[train], train, count, scheme.shards_per_client, rng)
+        else:  # pragma: no cover — the schema admits no other kind
+            raise UserError(f"clients.partition: unknown kind {scheme.kind!r}")
+    return [np.sort(shard).astype(np.int64) for shard in shards]
+
+
+def _sizes(train: np.ndarray, sizes: list[int], rng: np.random.Generator) -> list[np.ndarray]:
+    wanted = sum(sizes)
+    if wanted > len(train):
+        raise UserError(f"clients.partition.sizes: asks for {wanted} images in all but only {len(train)} training "
+                        f"images exist (after holding out data.eval_fraction); lower the sizes")
+    order = rng.permutation(train)
+    ends = np.cumsum(sizes)
+    return [order[end - size : end] for size, end in zip(sizes, ends, strict=True)]
+
+
+def _dirichlet(
+    train_labels: np.ndarray, train: np.ndarray, count: int, alpha: float, rng: np.random.Generator
+) -> list[np.ndarray]:
+    classes = np.unique(train_labels)
+    for _ in range(_DIRICHLET_REDRAWS):
+        parts: list[list[np.ndarray]] = [[] for _ in range(count)]
+        for cls in classes:
+            members = rng.permutation(train[train_labels == cls])
+            proportions = rng.dirichlet(np.full(count, alpha))
+            cuts = (np.cumsum(proportions)[:-1] * len(members)).astype(np.int64)
+            for client, piece in enumerate(np.split(members, cuts)):
+                parts[client].append(piece)
+        shards = [np.concatenate(p) for p in parts]
+        if all(len(s) for s in shards):
+            return shards
+    # Still an empty client after many draws (tiny data or tiny alpha): move one image from the largest shard.
+    for client in range(count):
+        if not len(shards[client]):
+            donor = int(np.argmax([len(s) for s in shards]))
+            shards[client], shards[donor] = shards[donor][-1:], shards[donor][:-1]
+    return shards
+
+
+def _label_shards(
+    train_labels: np.ndarray, train: np.ndarray, count: int, per_client: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    total = count * per_client
+    if total > len(train):
+        raise UserError(f"clients.partition.shards_per_client: {count} clients × {per_client} shards = {total} "
+                        f"shards but only {len(train)} training images; lower shards_per_client")
+    by_label = train[np.lexsort((train, train_labels))]  # label first, index breaks ties: stable and seed-free
+    pieces = np.array_split(by_label, total)
+    dealt = rng.permutation(total)
+    return [np.concatenate([pieces[i] for i in dealt[c * per_client : (c + 1) * per_client]]) for c in range(count)]
+
+
+def label_histogram(labels: np.ndarray, shards: list[np.ndarray], num_classes: int) -> np.ndarray:
+    """clients × classes counts: how many images of each class each client holds (for reports and checks)."""
+    labels = np.asarray(labels)
+    return np.stack([np.bincount(labels[shard], minlength=num_classes) for shard in shards])
