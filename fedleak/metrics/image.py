@@ -86,4 +86,3 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             value = structural_similarity(a, b, channel_axis=0, **SSIM_SETTINGS)
         values.append(float(value))
     return torch.tensor(values, dtype=torch.float64)
-
