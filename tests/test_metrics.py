@@ -249,6 +249,13 @@ def test_score_batch_clamps_reconstructions_to_unit_range():
     assert math.isinf(score_batch(over, None, true, torch.tensor([0])).psnr)
 
 
+def test_score_batch_on_images_below_the_ssim_window_scores_all_but_ssim():
+    true = torch.rand(2, 1, 8, 8)
+    score = score_batch(true.flip(0), None, true, torch.tensor([0, 1]))
+    assert score.ssim is None and all(s.ssim is None for s in score.per_image)
+    assert math.isinf(score.psnr) and score.success == 1.0
+
+
 def test_score_batch_rejects_true_images_outside_unit_range():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         score_batch(None, None, constant(255.0, (1, 1, 12, 12)), torch.tensor([0]))

@@ -4,7 +4,8 @@ Conventions (all stated once, here):
 - Reconstructions are clamped to [0, 1] before scoring (the Reconstruction type promises that range, and the
   projection can only bring an image closer to a true image in [0, 1]). True images outside [0, 1] are an error.
 - Pairs come from :func:`~fedleak.metrics.matching.match_images` (Hungarian on MSE). ``psnr``, ``ssim`` and ``mse``
-  are means over matched pairs and ``None`` when there are no reconstructed images.
+  are means over matched pairs and ``None`` when there are no reconstructed images; ``ssim`` is also ``None`` for
+  images under 11×11 pixels (smaller than SSIM's Gaussian window), while the other scores are still computed.
 - ``success`` and ``rates`` are shares of the B *true* images: an image without a matched reconstruction counts
   as a failure, so an attack that returned nothing scores 0.0 rather than ``None``.
 - PSNR of an exact reconstruction is ``inf`` (so is a mean that includes one). :meth:`BatchScore.to_dict`
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from fedleak.metrics.image import mse, psnr_from_mse, ssim
+from fedleak.metrics.image import SSIM_MIN_SIZE, mse, psnr_from_mse, ssim
 from fedleak.metrics.matching import label_accuracy, match_images
 
 #: Thresholds reported for every batch; iDLG counts ``mse <= 1e-3`` as a successful reconstruction.
@@ -110,9 +111,10 @@ def score_batch(
         matched_recon, matched_true = recon_images[recon_idx], true_images[true_idx]
         mse_values = mse(matched_recon, matched_true)
         psnr_values = psnr_from_mse(mse_values)
-        ssim_values = ssim(matched_recon, matched_true)
+        ssim_values = ssim(matched_recon, matched_true) if min(true_images.shape[-2:]) >= SSIM_MIN_SIZE else None
         for k, (r, t) in enumerate(pairs):
-            per_image[t] = ImageScore(t, r, float(psnr_values[k]), float(ssim_values[k]), float(mse_values[k]))
+            ssim_value = None if ssim_values is None else float(ssim_values[k])
+            per_image[t] = ImageScore(t, r, float(psnr_values[k]), ssim_value, float(mse_values[k]))
 
     matched = [s for s in per_image if s.recon_index is not None]
 
@@ -124,7 +126,7 @@ def score_batch(
     return BatchScore(
         batch_size=batch_size,
         psnr=_mean([s.psnr for s in matched]),
-        ssim=_mean([s.ssim for s in matched]),
+        ssim=_mean([s.ssim for s in matched if s.ssim is not None]),
         mse=_mean([s.mse for s in matched]),
         label_accuracy=None if recon_labels is None else label_accuracy(recon_labels, true_labels),
         success=share(lambda s: s.psnr >= success_psnr),
