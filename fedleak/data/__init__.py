@@ -15,7 +15,7 @@ from fedleak.data.batches import client_batch_indices
 from fedleak.data.bundled import load_bundled
 from fedleak.data.files import load_folder, load_npz, load_single_image
 from fedleak.data.imageset import DATASETS, DatasetInfo, ImageSet
-from fedleak.data.partition import label_histogram, partition, split_eval
+from fedleak.data.partitioning import label_histogram, partition, split_eval
 
 __all__ = [
     "DATASETS",

@@ -15,7 +15,7 @@ def client_batch_indices(shard: np.ndarray, batch_size: int, seed: int, client: 
     """``batch_size`` distinct indices drawn from ``shard``, in draw order.
 
     Args:
-        shard: The client's image-set indices (from :func:`~fedleak.data.partition.partition`).
+        shard: The client's image-set indices (from :func:`~fedleak.data.partitioning.partition`).
         batch_size: Images in the batch; at most ``len(shard)``.
         seed: The scenario seed.
         client: The client id (≥ 0).
