@@ -1,13 +1,61 @@
-"""``fedleak simulate``: not built yet."""
+"""``fedleak simulate FILE [--out DIR] [--verbose]``: run a scenario on Flower's simulation engine.
 
-from fedleak.errors import UserError
+Writes the run directory (scenario.yaml, leakage.csv, rounds.csv, images/, figures, report.html) row by row, so an
+interrupted run keeps what it had. Exits 1 when the run is incomplete (a round without every client's reply, or a
+round that never finished), even where Flower itself reported success.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("simulate", help="(not built yet)")
-    p.add_argument("args", nargs="*")
+    p = sub.add_parser("simulate", help="run a scenario on Flower's simulation engine and attack every update")
+    p.add_argument("scenario", type=Path, help="scenario YAML, e.g. scenarios/hospitals.yaml")
+    p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<name>-<timestamp>/)")
+    p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
+    p.add_argument("--executor", choices=["local", "ray"], default=None,
+                   help="where attacks run (default: the scenario's executor.kind; auto = ray)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    raise UserError("'fedleak simulate' is not built yet")
+    # Quiet Flower/Ray before anything imports flwr: its log level is read once, at import.
+    from fedleak.simulation import configure_logging
+
+    configure_logging(args.verbose)
+    from fedleak.config.loader import load_scenario
+    from fedleak.simulation import default_run_dir, simulate
+
+    scenario = load_scenario(args.scenario)
+    run_dir = args.out or (Path(scenario.output.dir) if scenario.output.dir else default_run_dir(scenario))
+    print(f"fedleak simulate: {scenario.name} → {run_dir}", file=sys.stderr)
+    try:
+        result = simulate(scenario, run_dir=run_dir, base_dir=args.scenario.resolve().parent,
+                          executor=args.executor, verbose=args.verbose)
+    except KeyboardInterrupt:
+        _salvage(run_dir)
+        raise
+    print(f"fedleak simulate: {result.attacks_finished} attacks ({result.attacks_failed} failed) in "
+          f"{result.seconds:.0f} s; report: {run_dir / 'report.html'}", file=sys.stderr)
+    if not result.ok:
+        for problem in result.problems:
+            print(f"fedleak simulate: run incomplete: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _salvage(run_dir: Path) -> None:
+    """After Ctrl-C: rebuild figures and report.html from the rows written so far."""
+    if not (run_dir / "leakage.csv").exists() and not (run_dir / "rounds.csv").exists():
+        return
+    try:
+        from fedleak.report import build_report
+
+        build_report(run_dir)
+        print(f"fedleak simulate: partial results kept in {run_dir}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 — the rows are on disk; `fedleak report DIR` can retry
+        print(f"fedleak simulate: rows kept in {run_dir}; report not rebuilt ({exc}); run "
+              f"'fedleak report {run_dir}'", file=sys.stderr)

@@ -1,0 +1,24 @@
+"""The wire format of a train reply: which record carries what, so the client and the server agree in one place.
+
+A train reply holds exactly one ArrayRecord (the update) and one MetricRecord (``num-examples``), as Flower's
+aggregators require, plus two ConfigRecords: public metadata a real server would see, and an audit record with the
+batch's sample indices (never pixels) that only the scorer reads. The interceptor drops the audit record from
+everything an attack receives.
+"""
+
+from __future__ import annotations
+
+#: The update (gradient or weights after local steps).
+UPDATE = "arrays"
+#: ``num-examples`` (the aggregation weight) and the client's training loss.
+METRICS = "metrics"
+#: Public metadata: client id, round, update kind, batch size, local steps, learning rate.
+PUBLIC = "public"
+#: Scorer-only: the indices of the batch in the data source.
+AUDIT = "audit"
+
+NUM_EXAMPLES = "num-examples"
+TRAIN_LOSS = "train-loss"
+EVAL_LOSS = "eval-loss"
+EVAL_ACCURACY = "eval-accuracy"
+INDICES = "indices"

@@ -1,0 +1,69 @@
+"""One scenario's data as the federation sees it: the image set, the held-out split, one shard per client.
+
+Clients build it to draw their batches; the server builds the same object to look up ground truth from a reply's
+audit indices (for the scorer only). Everything derives from the scenario's seed, so every process that builds it
+gets identical shards and batches.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fedleak.config.schema import Scenario
+from fedleak.types import ModelSpec
+
+
+class FederatedData:
+    """The scenario's images split into a held-out evaluation set and one training shard per client."""
+
+    def __init__(self, scenario: Scenario, base_dir: Path | None = None):
+        from fedleak.data import client_batch_indices, load_images, partition, split_eval
+
+        self._batch_indices = client_batch_indices
+        self.scenario = scenario
+        self.images = load_images(scenario.data, base_dir=base_dir)
+        labels = np.asarray(self.images.labels)
+        train_idx, eval_idx = split_eval(len(self.images), scenario.data.eval_fraction, scenario.seed)
+        self.eval_indices = np.asarray(eval_idx)
+        self.shards = [np.asarray(s) for s in partition(labels, np.asarray(train_idx), scenario.clients, scenario.seed)]
+
+    def model_spec(self) -> ModelSpec:
+        training = self.scenario.training
+        return ModelSpec(
+            name=training.model,
+            in_channels=self.images.channels,
+            image_size=self.images.image_size,
+            num_classes=self.images.num_classes,
+            activation=training.activation,
+        )
+
+    def batch_indices(self, client: int, server_round: int) -> np.ndarray:
+        """Indices of the batch ``client`` trains on in ``server_round``, reproducible from (seed, client, round)."""
+        batch_size, _, _ = self.scenario.client_settings(client)
+        shard = self.shards[client]
+        if len(shard) == 0:
+            raise ValueError(f"client {client} has an empty shard; give it data (clients.partition) or fewer clients")
+        return np.asarray(self._batch_indices(shard, batch_size, self.scenario.seed, client, server_round))
+
+    def eval_indices_of(self, client: int) -> np.ndarray:
+        """This client's equal slice of the held-out set; the weighted mean over clients covers all of it."""
+        return np.array_split(self.eval_indices, self.scenario.clients.count)[client]
+
+    def get(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images B×C×H×W float in [0, 1], labels int64) at ``indices``."""
+        images, labels = self.images.get(np.asarray(indices, dtype=np.int64))
+        return torch.as_tensor(images, dtype=torch.float32), torch.as_tensor(labels, dtype=torch.int64)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(scenario_json: str, base_dir: str | None) -> FederatedData:
+    return FederatedData(Scenario.model_validate_json(scenario_json), Path(base_dir) if base_dir else None)
+
+
+def federated_data(scenario: Scenario, base_dir: Path | None = None) -> FederatedData:
+    """The scenario's data, loaded once per process (Flower runs many ClientApp calls in one worker)."""
+    return _cached(scenario.model_dump_json(), str(base_dir) if base_dir else None)

@@ -1,0 +1,205 @@
+"""Run a scenario on Flower's simulation engine (Ray) and write its run directory.
+
+Why ``flwr.simulation.run_simulation`` and not ``flwr run``: in Flower 1.41 ``flwr run`` starts a detached
+``flower-superlink --simulation`` that keeps running after the run with no command to stop it, needs a
+``$FLWR_HOME/config.toml``, installs the app's dependencies per run unless told not to, and accepts only flat
+run-config values (so a scenario could travel only as a file path). ``run_simulation`` runs the same simulation
+runtime in this process, takes the ServerApp/ClientApp objects built from the validated scenario, and lets the
+attack executor and the result writer live beside the ServerApp. It is marked deprecated in favour of ``flwr run``;
+:func:`launch_flower` is the only place that calls it, so switching later touches one function.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fedleak.config.schema import Scenario
+
+_QUIET_ENV = {
+    "FLWR_LOG_LEVEL": "WARNING",
+    "FLWR_TELEMETRY_ENABLED": "0",
+    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
+    "RAY_DEDUP_LOGS": "1",
+}
+
+
+def configure_logging(verbose: bool) -> None:
+    """Quiet Flower and Ray unless ``verbose``. Takes full effect when called before flwr is first imported."""
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    if verbose:
+        os.environ["FLWR_LOG_LEVEL"] = "INFO"
+    else:
+        for key, value in _QUIET_ENV.items():
+            os.environ.setdefault(key, value)
+
+
+class _DropDeprecationNotice(logging.Filter):
+    """Hide Flower's notice that run_simulation is deprecated: the choice is deliberate (see module docstring)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "run_simulation" not in record.getMessage()
+
+
+def launch_flower(
+    server_app: Any, client_app: Any, num_clients: int, *, verbose: bool = False, ray_temp_dir: Path | None = None
+) -> None:
+    """Run ``server_app`` against ``num_clients`` simulated ClientApps on Flower's Ray simulation engine."""
+    configure_logging(verbose)
+    from flwr.simulation import run_simulation
+    from flwr.supercore.logger import FLOWER_LOGGER, update_console_handler
+
+    update_console_handler(level=logging.INFO if verbose else logging.WARNING)
+    notice_filter = _DropDeprecationNotice()
+    if not verbose:
+        FLOWER_LOGGER.addFilter(notice_filter)
+    init_args: dict[str, Any] = {"include_dashboard": False}
+    if not verbose:
+        init_args.update(logging_level="ERROR", log_to_driver=False)
+    if ray_temp_dir is not None:
+        init_args["_temp_dir"] = str(Path(ray_temp_dir).resolve())
+    backend_config = {
+        # One CPU per client lets two clients train at once on two cores. Clients never take a GPU share: the
+        # attacker actors get the GPU (a client holding a share starved them, see the project's Flower notes).
+        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        "init_args": init_args,
+    }
+    try:
+        run_simulation(server_app=server_app, client_app=client_app, num_supernodes=num_clients,
+                       backend_config=backend_config, verbose_logging=verbose)
+    finally:
+        FLOWER_LOGGER.removeFilter(notice_filter)
+
+
+@dataclass
+class SimulationResult:
+    """What a run produced and whether it is complete."""
+
+    run_dir: Path | None
+    problems: list[str] = field(default_factory=list)
+    round_times: list[float] = field(default_factory=list)
+    attacks_finished: int = 0
+    attacks_failed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def seconds_per_round(self) -> list[float]:
+        """Wall time of each round (training, aggregation, evaluation, and the in-process attacks)."""
+        return [b - a for a, b in zip(self.round_times, self.round_times[1:], strict=False)]
+
+
+def default_run_dir(scenario: Scenario, root: Path = Path("runs")) -> Path:
+    return root / f"{scenario.name or 'scenario'}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def simulate(
+    scenario: Scenario,
+    *,
+    run_dir: Path | None = None,
+    base_dir: Path | None = None,
+    executor: Literal["local", "ray"] | None = None,
+    attacks: bool = True,
+    intercept: bool = True,
+    write: bool = True,
+    report: bool = True,
+    verbose: bool = False,
+    progress: bool = True,
+    ray_temp_dir: Path | None = None,
+) -> SimulationResult:
+    """Run ``scenario`` through Flower's simulation and write its run directory.
+
+    Args:
+        scenario: a validated scenario.
+        run_dir: output directory (default: ``scenario.output.dir`` or ``runs/<name>-<timestamp>``).
+        base_dir: folder that relative data/checkpoint paths are resolved from (the scenario file's folder).
+        executor: ``local`` or ``ray``; default: ``scenario.executor.kind`` (``auto`` → ``ray``).
+        attacks: run the scenario's attacks (``False``: train only; benchmarks).
+        intercept: wrap the strategy with the interceptor (``False``: plain strategy; benchmarks).
+        write: write the run directory (``False``: benchmarks).
+        report: build figures and report.html at the end.
+        verbose: show Flower's and Ray's logs.
+        progress: show the progress display.
+        ray_temp_dir: Ray's temp folder (Ray keeps a ``session_*`` folder per start there).
+
+    Returns:
+        The result; ``result.problems`` lists what makes the run incomplete (missing rounds or replies).
+    """
+    configure_logging(verbose)
+    from fedleak.clients.app import build_client_app
+    from fedleak.clients.shards import FederatedData
+    from fedleak.runtime import make_executor
+    from fedleak.server.app import build_server_app, initial_weights
+    from fedleak.server.leakage import LeakageTap
+    from fedleak.server.progress import RunProgress
+
+    start = time.perf_counter()
+    data = FederatedData(scenario, base_dir=base_dir)
+    spec = data.model_spec()
+    weights = initial_weights(scenario, spec, base_dir)
+    writer = None
+    if write:
+        from fedleak.report import RunWriter
+
+        run_dir = Path(run_dir or scenario.output.dir or default_run_dir(scenario))
+        writer = RunWriter(run_dir)
+        writer.write_scenario(scenario)
+    kind = executor or ("local" if scenario.executor.kind == "local" else "ray")
+    pool = None
+    if attacks and scenario.attacks:
+        pool = make_executor(kind, device=scenario.device, seed=scenario.seed, timeout_s=scenario.executor.timeout_s,
+                             max_in_flight=scenario.executor.max_in_flight, workers=scenario.executor.workers)
+    display = RunProgress(scenario.training.rounds, scenario.clients.count, enabled=progress)
+    tap = LeakageTap(scenario, spec, data.get, pool, writer=writer, progress=display) if intercept else None
+    evaluate = len(data.eval_indices) >= scenario.clients.count
+    round_times: list[float] = []
+
+    def finish() -> None:
+        # Flower shuts Ray down as soon as the ServerApp returns: collect every attack before that.
+        if tap is not None:
+            tap.drain()
+        if pool is not None:
+            pool.close()
+
+    server_app = build_server_app(scenario, weights, tap, on_finish=finish, round_times=round_times,
+                                  evaluate=evaluate)
+    client_app = build_client_app(scenario, base_dir)
+    with display:
+        launch_flower(server_app, client_app, scenario.clients.count, verbose=verbose, ray_temp_dir=ray_temp_dir)
+    result = SimulationResult(run_dir=run_dir if write else None, round_times=round_times,
+                              seconds=time.perf_counter() - start)
+    if tap is not None:
+        result.problems = check_run(scenario, tap.ledger)
+        result.attacks_finished = tap.ledger.attacks_finished
+        result.attacks_failed = tap.ledger.attacks_failed
+    elif len(round_times) != scenario.training.rounds + 1:
+        result.problems = [f"{len(round_times) - 1} of {scenario.training.rounds} rounds completed"]
+    if write and report and run_dir is not None:
+        from fedleak.report import build_report
+
+        build_report(run_dir)
+    return result
+
+
+def check_run(scenario: Scenario, ledger: Any) -> list[str]:
+    """Flower can exit cleanly after rounds in which clients failed: check every round and reply ourselves."""
+    problems = [f"client error: {reason}" for reason in ledger.reply_errors]
+    expected = set(range(scenario.clients.count))
+    for server_round in range(1, scenario.training.rounds + 1):
+        got = ledger.clients_per_round.get(server_round)
+        if got is None:
+            problems.append(f"round {server_round}: no train replies")
+        elif got != expected:
+            problems.append(f"round {server_round}: no reply from clients {sorted(expected - got)}")
+        if server_round not in ledger.rounds_logged:
+            problems.append(f"round {server_round}: not completed (no rounds.csv row)")
+    if ledger.attacks_finished != ledger.attacks_submitted:
+        problems.append(f"{ledger.attacks_submitted - ledger.attacks_finished} attacks never finished")
+    return problems

@@ -1,0 +1,112 @@
+"""The Flower ServerApp: FedSGD or FedAvg, wrapped by the interceptor that copies every reply to the attacks.
+
+The ServerApp's main runs in a thread of the process that owns Flower's Ray cluster; the attack executor and the
+result writer live in this process too. Before main returns every attack is drained, because Flower shuts Ray down
+right after.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from fedleak.clients import protocol
+from fedleak.server.fedsgd import FedSGD
+from fedleak.server.interceptor import InterceptingStrategy, ReplyTap
+from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedAvg, Strategy
+
+from fedleak.config.schema import Scenario
+from fedleak.types import ModelSpec
+
+
+def initial_weights(scenario: Scenario, spec: ModelSpec, base_dir: Path | None = None) -> dict[str, torch.Tensor]:
+    """The global model of round 1, reproducible from the scenario's seed.
+
+    ``paper``: the model's own initialisation (DLG's uniform(−0.5, 0.5) for lenet); ``default``: PyTorch's
+    ``reset_parameters``; ``checkpoint``: a state_dict file (relative paths from the scenario's folder).
+    """
+    torch.manual_seed(scenario.seed)
+    model = spec.build()
+    training = scenario.training
+    if training.init == "default":
+        for module in model.modules():
+            if module is not model and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    elif training.init == "checkpoint":
+        path = Path(training.checkpoint or "")
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        from fedleak.errors import UserError
+
+        if not path.is_file():
+            raise UserError(f"training.checkpoint: no such file {path}; give the path of a saved state_dict")
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+
+def base_strategy(scenario: Scenario, evaluate: bool) -> Strategy:
+    """FedSGD for one-batch gradients, FedAvg for local steps; every client trains (and evaluates) each round."""
+    count = scenario.clients.count
+    common = {
+        "fraction_train": 1.0,
+        "fraction_evaluate": 1.0 if evaluate else 0.0,
+        "min_train_nodes": count,
+        "min_evaluate_nodes": count if evaluate else 0,
+        "min_available_nodes": count,
+        "weighted_by_key": protocol.NUM_EXAMPLES,
+        "arrayrecord_key": "arrays",
+        "configrecord_key": "config",
+    }
+    if scenario.training.update == "gradient":
+        return FedSGD(lr=scenario.training.lr, **common)
+    return FedAvg(**common)
+
+
+def build_server_app(
+    scenario: Scenario,
+    weights: dict[str, torch.Tensor],
+    tap: ReplyTap | None,
+    on_finish: Callable[[], None] | None = None,
+    round_times: list[float] | None = None,
+    evaluate: bool = True,
+) -> ServerApp:
+    """A ServerApp that runs the scenario's rounds.
+
+    Args:
+        scenario: the run's scenario.
+        weights: the initial global model.
+        tap: the observer of replies (``None``: no interception, the plain strategy).
+        on_finish: called when the rounds are over, even after an error (drain the attacks there).
+        round_times: if given, a ``time.perf_counter()`` stamp is appended at the start and after every round.
+        evaluate: federated evaluation on the held-out slices each round.
+    """
+    app = ServerApp()
+
+    def stamp(_round: int, _arrays: ArrayRecord) -> MetricRecord | None:
+        if round_times is not None:
+            round_times.append(time.perf_counter())
+        return None
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        strategy = base_strategy(scenario, evaluate)
+        if tap is not None:
+            strategy = InterceptingStrategy(strategy, tap)
+        try:
+            strategy.start(
+                grid=grid,
+                initial_arrays=ArrayRecord(torch_state_dict=weights),
+                num_rounds=scenario.training.rounds,
+                train_config=ConfigRecord(),
+                evaluate_config=ConfigRecord(),
+                evaluate_fn=stamp,
+            )
+        finally:
+            if on_finish is not None:
+                on_finish()
+
+    return app

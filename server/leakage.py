@@ -1,0 +1,199 @@
+"""The curious part of the server: turn each reply into an Observation, attack it, score what comes back.
+
+The attacker's view is built by :func:`fedleak.observe.observe` from the update and the public metadata only; the
+audit record (the batch's indices) goes into a :class:`ScoringContext` that stays here and reaches only the scorer,
+which looks the true images up in the data source. Results are written as they arrive.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from fedleak.clients import protocol
+from fedleak.server.interceptor import ReplyTap
+from fedleak.server.progress import RunProgress
+from flwr.app import ArrayRecord, Message, MetricRecord
+
+from fedleak.config.schema import AttackConfig, Scenario
+from fedleak.observe import observe
+from fedleak.runtime import AttackExecutor, AttackOutcome
+from fedleak.types import ModelSpec, Observation
+
+#: Look up (images, labels) of the data source at the given indices: ground truth, for the scorer only.
+GroundTruth = Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class ScoringContext:
+    """The server's bookkeeping for one reply. Never sent to an attack."""
+
+    round: int
+    client: int
+    indices: tuple[int, ...]
+    batch_size: int
+    local_steps: int
+    lr: float
+    update_kind: str
+
+
+@dataclass
+class RunLedger:
+    """What happened, for the run's own health check (Flower can exit 0 after failed rounds)."""
+
+    clients_per_round: dict[int, set[int]] = field(default_factory=dict)
+    reply_errors: list[str] = field(default_factory=list)
+    rounds_logged: set[int] = field(default_factory=set)
+    round_seconds: dict[int, float] = field(default_factory=dict)
+    attacks_submitted: int = 0
+    attacks_finished: int = 0
+    attacks_failed: int = 0
+
+
+def scheduled(attack: AttackConfig, server_round: int, client: int) -> bool:
+    """Whether the scenario asks for ``attack`` on this client in this round."""
+    rounds_ok = attack.rounds == "all" or server_round in attack.rounds
+    clients_ok = attack.clients == "all" or client in attack.clients
+    return rounds_ok and clients_ok
+
+
+def reply_to_observation(
+    reply: Message, sent: dict[str, torch.Tensor], spec: ModelSpec, scenario: Scenario, ground_truth: GroundTruth
+) -> tuple[Observation, ScoringContext]:
+    """Split one train reply into the attacker's view and the scorer's context."""
+    content = reply.content
+    public = content[protocol.PUBLIC]
+    indices = np.asarray(content[protocol.AUDIT][protocol.INDICES], dtype=np.int64)
+    context = ScoringContext(
+        round=int(public["round"]), client=int(public["client"]), indices=tuple(int(i) for i in indices),
+        batch_size=int(public["batch_size"]), local_steps=int(public["local_steps"]), lr=float(public["lr"]),
+        update_kind=str(public["update_kind"]),
+    )
+    metadata = {
+        "round": context.round, "client": context.client, "batch_size": context.batch_size,
+        "local_steps": context.local_steps, "lr": context.lr,
+    }
+    # Labels reach the attacker only under an explicit grant (a label side channel), looked up like ground truth.
+    labels = ground_truth(indices)[1] if scenario.threat_model.labels_known else None
+    observation = observe(
+        spec, sent, content[protocol.UPDATE].to_torch_state_dict(), context.update_kind,  # type: ignore[arg-type]
+        scenario.threat_model, metadata=metadata, labels=labels,
+    )
+    return observation, context
+
+
+class LeakageTap(ReplyTap):
+    """Copies every train reply to the attacks the scenario schedules, scores results, writes rows.
+
+    Args:
+        scenario: the run's scenario (attacks, schedule, threat model, output settings).
+        spec: the global model's architecture.
+        ground_truth: data-source lookup by indices (scorer only).
+        executor: where attacks run; ``None`` observes without attacking.
+        writer: a :class:`fedleak.report.RunWriter`, or ``None`` to write nothing.
+        progress: the progress display.
+    """
+
+    def __init__(
+        self, scenario: Scenario, spec: ModelSpec, ground_truth: GroundTruth, executor: AttackExecutor | None,
+        writer=None, progress: RunProgress | None = None,
+    ):
+        self.scenario = scenario
+        self.spec = spec
+        self.ground_truth = ground_truth
+        self.executor = executor
+        self.writer = writer
+        self.progress = progress or RunProgress(scenario.training.rounds, scenario.clients.count, enabled=False)
+        self.ledger = RunLedger()
+        self._train_loss: dict[int, float] = {}
+        self._round_started = time.perf_counter()
+
+    # -- ReplyTap ------------------------------------------------------------------------------------------
+    def on_train_replies(self, server_round: int, sent: ArrayRecord, replies: list[Message]) -> None:
+        weights = sent.to_torch_state_dict()
+        clients = self.ledger.clients_per_round.setdefault(server_round, set())
+        for reply in replies:
+            if reply.has_error():
+                self.ledger.reply_errors.append(f"round {server_round}: {reply.error.reason}")
+                continue
+            observation, context = reply_to_observation(reply, weights, self.spec, self.scenario, self.ground_truth)
+            clients.add(context.client)
+            self._submit(observation, context)
+        self.progress.round_trained(server_round, len(clients))
+        self.collect()
+
+    def on_train_aggregated(self, server_round: int, metrics: MetricRecord | None) -> None:
+        if metrics is not None and protocol.TRAIN_LOSS in metrics:
+            self._train_loss[server_round] = float(metrics[protocol.TRAIN_LOSS])
+
+    def on_evaluate(self, server_round: int, metrics: MetricRecord | None, replies: list[Message]) -> None:
+        now = time.perf_counter()
+        seconds, self._round_started = now - self._round_started, now
+        loss = float(metrics[protocol.EVAL_LOSS]) if metrics and protocol.EVAL_LOSS in metrics else None
+        accuracy = float(metrics[protocol.EVAL_ACCURACY]) if metrics and protocol.EVAL_ACCURACY in metrics else None
+        row = {
+            "round": server_round,
+            "loss": loss,
+            "accuracy": accuracy,
+            "train_loss": self._train_loss.get(server_round),
+            "clients": len(self.ledger.clients_per_round.get(server_round, ())),
+            "eval_clients": sum(1 for r in replies if not r.has_error()),
+            "seconds": round(seconds, 4),
+        }
+        if self.writer is not None:
+            self.writer.append_round(row)
+        self.ledger.rounds_logged.add(server_round)
+        self.ledger.round_seconds[server_round] = seconds
+        self.progress.round_evaluated(server_round, loss, accuracy)
+        self.collect()
+
+    # -- attacks -------------------------------------------------------------------------------------------
+    def _submit(self, observation: Observation, context: ScoringContext) -> None:
+        if self.executor is None:
+            return
+        for attack in self.scenario.attacks:
+            if scheduled(attack, context.round, context.client):
+                self.executor.submit(observation, attack, context)
+                self.ledger.attacks_submitted += 1
+                self.progress.attacks_submitted(1)
+                # submit() may have finished others while it waited for a free slot: score them now.
+                self._score_all(self.executor.completed())
+
+    def collect(self) -> None:
+        """Score the attacks that finished so far (never blocks)."""
+        if self.executor is not None:
+            self._score_all(self.executor.completed())
+
+    def drain(self) -> None:
+        """Wait for every attack and score it; the ServerApp calls this before it returns."""
+        if self.executor is not None:
+            self._score_all(self.executor.drain())
+
+    def _score_all(self, outcomes: list[AttackOutcome]) -> None:
+        for outcome in outcomes:
+            self._score(outcome)
+
+    def _score(self, outcome: AttackOutcome) -> None:
+        from fedleak.scoring import score_reconstruction
+
+        context: ScoringContext = outcome.context
+        true_images, true_labels = self.ground_truth(np.asarray(context.indices, dtype=np.int64))
+        recon = outcome.reconstruction
+        record = score_reconstruction(
+            recon, true_images, true_labels, round=context.round, client=context.client, attack=outcome.attack,
+            batch_size=context.batch_size, local_steps=context.local_steps, lr=context.lr,
+            update_kind=context.update_kind, defense="none", threat=self.scenario.threat_model,
+            success_psnr=self.scenario.output.success_psnr,
+        )
+        ok = record.status == "ok"
+        self.ledger.attacks_finished += 1
+        self.ledger.attacks_failed += 0 if ok else 1
+        self.progress.attack_finished(ok)
+        if self.writer is None:
+            return
+        self.writer.append_leakage(record)
+        if ok and self.scenario.output.save_images and recon.images is not None:
+            self.writer.save_reconstruction(context.round, context.client, outcome.attack, true_images, recon.images)
