@@ -102,9 +102,15 @@ def test_image_size_resizes_with_antialiasing():
     assert abs(small.mean() - large.mean()) < 0.02  # resizing keeps the brightness
 
 
+def test_image_sets_do_not_share_memory_with_the_loader_cache():
+    first = load(dataset="mnist", split="test")
+    first.images.zero_()
+    assert load(dataset="mnist", split="test").images.sum() > 0
+
+
 def test_get_returns_requested_order_and_copies():
     images = load(dataset="cifar10")
-    x, y = images.get([3, 1])
+    x, y = images.get(torch.tensor([3, 1]))
     assert y.tolist() == [images.labels[3].item(), images.labels[1].item()]
     assert torch.equal(x[0], images.images[3].float() / 255)
     x.zero_()
@@ -199,6 +205,7 @@ def test_folder_with_named_classes_converts_and_resizes(tmp_path):
     write_png(tmp_path / "cat" / "b.jpg", (64, 64), (20, 20, 20))
     images = load(dataset="mnist", source="folder", path=str(tmp_path))
     assert images.labels.tolist() == [0, 1]  # cat, zebra
+    assert images.num_classes == 10  # the dataset's label space, not the folder count
     assert images.images.shape == (2, 1, 28, 28) and images.images.dtype == torch.float32
     x, _ = images.get([0, 1])
     assert x[0].mean() < 0.25 < 0.9 < x[1].mean()
@@ -213,6 +220,19 @@ def test_folder_errors(tmp_path):
     write_png(tmp_path / "12" / "a.png", (28, 28), (0, 0, 0))
     with pytest.raises(UserError, match="label 12 is out of range"):
         load(dataset="mnist", source="folder", path=str(tmp_path))
+    named = tmp_path / "named"
+    for name in "abcdefghijk":
+        write_png(named / name / "a.png", (28, 28), (0, 0, 0))
+    with pytest.raises(UserError, match="11 class sub-folders but mnist has 10 classes"):
+        load(dataset="mnist", source="folder", path=str(named))
+
+
+def test_folder_lfw_counts_one_class_per_person(tmp_path):
+    for person in ("Ada_Lovelace", "Alan_Turing", "Grace_Hopper"):
+        write_png(tmp_path / person / f"{person}_0001.jpg", (250, 250), (120, 90, 60))
+    images = load(dataset="lfw", source="folder", path=str(tmp_path))
+    assert images.num_classes == 3 and images.labels.tolist() == [0, 1, 2]
+    assert images.images.shape == (3, 3, 32, 32)
 
 
 def test_single_image_is_converted_to_the_dataset(tmp_path):

@@ -4,8 +4,9 @@
   an archive may hold ``names`` (one string per image, e.g. LFW identities): the sorted distinct names become
   classes 0..K-1. The channel count must match the dataset (grey for MNIST/Fashion-MNIST, RGB otherwise).
 * folder: one sub-folder per class holding image files. When every sub-folder name is an integer (``0``, ``7``,
-  ``10`` …) that integer is the class; otherwise the sorted names map to 0..K-1. Images are converted to the
-  dataset's channels and resized to one size, since photos rarely share one.
+  ``10`` …) that integer is the class; otherwise the sorted names map to 0..K-1. The label space stays the
+  dataset's (10 for MNIST, 100 for CIFAR-100; LFW: one class per folder). Images are converted to the dataset's
+  channels, centre-cropped to a square and resized to one size, since photos rarely share one.
 * image: a single image with ``data.label`` — "attack my own photo".
 
 ``data.split`` does not apply here: the file is the split.
@@ -103,6 +104,9 @@ def load_folder(dataset: str, path: Path, image_size: int | None) -> ImageSet:
         class_ids = {d: i for i, d in enumerate(class_dirs)}
         num_classes = len(class_dirs)
     info = dataset_info(dataset)
+    if info.num_classes is not None and num_classes is not None and num_classes > info.num_classes:
+        raise UserError(f"{path}: {num_classes} class sub-folders but {dataset} has {info.num_classes} classes; "
+                        f"remove folders or choose another data.dataset")
     size = image_size or info.native_size
     images, labels = [], []
     for class_dir in class_dirs:
@@ -113,8 +117,6 @@ def load_folder(dataset: str, path: Path, image_size: int | None) -> ImageSet:
     if not images:
         raise UserError(f"{path}: the class sub-folders hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     stacked = stack_images(images, size)
-    if num_classes is None and info.num_classes is None:
-        num_classes = max(labels) + 1
     origin = f"folder {path.name} ({len(images)} images, {len(class_dirs)} classes)"
     return build_image_set(dataset, stacked, np.array(labels, dtype=np.int64), num_classes, size, origin, str(path))
 

@@ -130,7 +130,8 @@ def to_tensor_images(images: np.ndarray, size: int) -> torch.Tensor:
     Kept ``uint8`` when nothing changes; otherwise resized (antialiased bilinear) in float32 and clamped to [0, 1].
     """
     if images.dtype == np.uint8 and images.shape[-2:] == (size, size):
-        return torch.from_numpy(np.ascontiguousarray(images))
+        # A copy: loaders cache their raw arrays, and an image set must never share memory with a cache.
+        return torch.tensor(images)
     tensor = torch.from_numpy(np.ascontiguousarray(images)).float()
     if images.dtype == np.uint8:
         tensor = tensor / 255.0
@@ -161,7 +162,8 @@ def build_image_set(
         name: Dataset name.
         images: N×C×H×W, uint8 or float in [0, 1].
         labels: N integer labels.
-        num_classes: Label space; ``None`` uses the catalogue's (LFW: ``labels.max() + 1``).
+        num_classes: Label space counted by the source (e.g. distinct identities); used only where the catalogue
+            has none (LFW). ``None`` there means ``labels.max() + 1``.
         size: Requested side (``data.image_size``); ``None`` uses the catalogue's native size.
         source: Human-readable origin.
         where: File or source named in error messages.
@@ -176,7 +178,7 @@ def build_image_set(
         if images.min() < 0 or images.max() > 1:
             raise UserError(f"{where}: float images must lie in [0, 1] (got {images.min():.3g}..{images.max():.3g}); "
                             "store uint8 0..255 or rescale")
-    classes = num_classes or info.num_classes or int(np.max(labels)) + 1
+    classes = info.num_classes or num_classes or int(np.max(labels)) + 1
     label_tensor = check_labels(labels, classes, where)
     images = match_channels(images, info.channels)
     tensor = to_tensor_images(images, size or info.native_size)
