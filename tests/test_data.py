@@ -265,12 +265,21 @@ def test_single_lfw_photo_fixture(fixture_file):
 
 # --- torchvision ---------------------------------------------------------------------------------------------------
 
-def test_torchvision_missing_files_say_what_to_put_where(tmp_path):
+@pytest.mark.parametrize(
+    ("dataset", "first", "last"),
+    [
+        ("mnist", "MNIST/raw/train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+        ("fashion_mnist", "FashionMNIST/raw/train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+        ("cifar10", "cifar-10-batches-py/data_batch_1", "+3 more"),
+        ("cifar100", "cifar-100-python/train", "cifar-100-python/meta"),
+        ("lfw", "lfw-py/lfw-funneled.tgz", "+1 more"),
+    ],
+)
+def test_torchvision_missing_files_say_what_to_put_where(tmp_path, dataset, first, last):
     with pytest.raises(UserError) as info:
-        load(dataset="mnist", source="torchvision", path=str(tmp_path))
+        load(dataset=dataset, source="torchvision", path=str(tmp_path))
     message = str(info.value)
-    assert str(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte") in message
-    assert "t10k-labels-idx1-ubyte" in message and "\n" not in message
+    assert str(tmp_path / first) in message and last in message and "\n" not in message
 
 
 def test_torchvision_lfw_download_is_refused_with_instructions(tmp_path):

@@ -54,7 +54,7 @@ def missing_files(dataset: str, root: Path) -> list[Path]:
     return [root / relative for relative in REQUIRED[dataset][1] if not (root / relative).exists()]
 
 
-def _missing_message(dataset: str, root: Path, missing: list[Path], why: str) -> str:
+def _missing_message(dataset: str, missing: list[Path], why: str) -> str:
     what = REQUIRED[dataset][2]
     shown = ", ".join(str(p) for p in missing[:4]) + (f" (+{len(missing) - 4} more)" if len(missing) > 4 else "")
     return f"data.path: torchvision {REQUIRED[dataset][0]} {why}; put {what} at: {shown}"
@@ -64,11 +64,11 @@ def load_torchvision(dataset: str, root: Path, split: str | None, download: bool
     chosen = split or "train"
     missing = missing_files(dataset, root)
     if dataset == "lfw" and download:
-        raise UserError(_missing_message(dataset, root, missing or [root / "lfw-py"],
+        raise UserError(_missing_message(dataset, missing or [root / "lfw-py"],
                                          "cannot download (LFW's automatic download was withdrawn); set "
                                          "data.download: false"))
     if missing and not download:
-        raise UserError(_missing_message(dataset, root, missing, "files are missing"))
+        raise UserError(_missing_message(dataset, missing, "files are missing"))
 
     import torchvision.datasets as tvd  # slow import; only when this source is used
 
@@ -78,10 +78,10 @@ def load_torchvision(dataset: str, root: Path, split: str | None, download: bool
             data = tvd.LFWPeople(str(root), split=chosen, image_set="funneled", download=False)
         else:
             data = getattr(tvd, class_name)(str(root), train=chosen == "train", download=download)
-    except Exception as exc:  # noqa: BLE001 — network, md5 and format failures all reach the user the same way
+    except Exception as exc:  # network, md5 and format failures all reach the user the same way
         why = "download failed (no internet?)" if download else "could not read the files"
         detail = " ".join(str(exc).split())[:160]
-        raise UserError(_missing_message(dataset, root, missing_files(dataset, root) or [root], why)
+        raise UserError(_missing_message(dataset, missing_files(dataset, root) or [root], why)
                         + f" [{exc.__class__.__name__}: {detail}]") from None
 
     origin = f"torchvision {class_name} {chosen} from {root}"
