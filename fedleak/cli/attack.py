@@ -1,13 +1,221 @@
-"""``fedleak attack``: not built yet."""
+"""``fedleak attack``: one attack on one victim update, outside any federated run.
+
+The victim is the same client as in a simulation: the model from the registry (paper init, seeded), its
+update from ``fedleak.training`` (one-batch gradient or K local SGD steps), the attacker's view from
+``fedleak.observe`` with the threat model the flags grant. Outputs go to ``--out``: target.png, recon.png,
+history.png and metrics.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
 
 from fedleak.errors import UserError
 
+#: CLI shorthand → the attack config field names it may stand for, first match wins.
+SHORTHANDS: dict[str, tuple[str, ...]] = {
+    "iters": ("iterations", "iters", "max_iterations", "num_iterations", "steps"),
+    "tv": ("tv_weight", "tv", "total_variation"),
+}
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("attack", help="(not built yet)")
-    p.add_argument("args", nargs="*")
+    p = sub.add_parser("attack", help="run one attack on one victim update and score it",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--attack", required=True, help="a registered attack (see the error for the list)")
+    p.add_argument("--model", required=True, help="a registered model (`fedleak models` lists them)")
+    p.add_argument("--dataset", required=True, help="mnist | fashion_mnist | cifar10 | cifar100 | lfw")
+    p.add_argument("--source", default="bundled", choices=["bundled", "npz", "torchvision", "folder"],
+                   help="where the images come from (default: bundled, offline)")
+    p.add_argument("--path", help="file or folder for --source npz/folder/torchvision")
+    p.add_argument("--split", choices=["train", "test"], help="dataset split (default: train when it exists)")
+    p.add_argument("--image-size", type=int, help="resize images to this side (default: the dataset's)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--index", type=int, help="index of the single victim image")
+    which.add_argument("--indices", type=int, nargs="+", help="indices of the victim batch")
+    p.add_argument("--image", type=Path, help="a single image file as the victim (needs --label)")
+    p.add_argument("--label", type=int, help="class index of --image")
+    p.add_argument("--iters", type=int, help="optimisation iterations (for attacks that iterate)")
+    p.add_argument("--tv", type=float, help="total-variation weight (for attacks that have one)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other attack config field, e.g. --param restarts=2 (repeatable)")
+    p.add_argument("--update", choices=["gradient", "local_steps"], default="gradient")
+    p.add_argument("--steps", type=int, default=1, help="local SGD steps for --update local_steps")
+    p.add_argument("--lr", type=float, default=0.1, help="client learning rate for --update local_steps")
+    p.add_argument("--activation", help="relu | leaky_relu | sigmoid | tanh (default: the model's)")
+    p.add_argument("--labels-known", action="store_true", help="grant the attacker the batch's labels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+    p.add_argument("--success-psnr", type=float, default=30.0, help="PSNR (dB) counted as a success")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.set_defaults(run=run)
 
 
-def run(args) -> int:
-    raise UserError("'fedleak attack' is not built yet")
+def run(args: argparse.Namespace) -> int:
+    from fedleak.attacks import ATTACKS, get_attack
+    from fedleak.models import MODELS
+
+    attack_cls = ATTACKS.get(args.attack)
+    MODELS.get(args.model)
+    params = attack_params(attack_cls, args)
+    device = resolve_device(args.device)
+    images, labels, origin = victim_batch(args)
+    observation = victim_observation(args, images, labels)
+    attack = get_attack(args.attack, device=device, seed=args.seed, **params)
+
+    recon = _run_with_spinner(attack, observation, f"{args.attack} on {len(images)} image(s) of {args.dataset}")
+
+    from fedleak.report.single import write_single_attack
+
+    summary = write_single_attack(
+        args.out, recon, images, labels, success_psnr=args.success_psnr,
+        context={
+            "attack": args.attack, "params": params, "model": args.model, "activation": args.activation,
+            "dataset": args.dataset, "source": origin, "indices": _indices(args), "update": args.update,
+            "local_steps": args.steps if args.update == "local_steps" else 1, "lr": args.lr,
+            "labels_known": args.labels_known, "seed": args.seed, "device": str(device),
+        },
+    )
+    print(summary)
+    return 0
+
+
+def attack_params(attack_cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    """--iters/--tv/--param mapped onto the attack's config fields; an option it lacks is a UserError."""
+    fields = {f.name: f for f in dataclasses.fields(attack_cls.Config)}
+    params: dict[str, Any] = {}
+    for option, value in (("iters", args.iters), ("tv", args.tv)):
+        if value is None:
+            continue
+        field = next((name for name in SHORTHANDS[option] if name in fields), None)
+        if field is None:
+            raise UserError(f"--{option}: attack {attack_cls.name!r} has no such setting; its settings are: "
+                            f"{', '.join(fields) or 'none'}")
+        params[field] = value
+    for item in args.param:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--param {item!r}: write KEY=VALUE, e.g. --param restarts=2")
+        if key not in fields:
+            raise UserError(f"--param {key}: attack {attack_cls.name!r} has no such setting; its settings are: "
+                            f"{', '.join(fields) or 'none'}")
+        params[key] = _parse_value(text, fields[key].default)
+    return params
+
+
+def _parse_value(text: str, default: Any) -> Any:
+    """Parse as the field's default is typed (bool, int, float); untyped defaults: number, bool, none or text."""
+    lowered = text.strip().lower()
+    booleans = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    try:
+        if isinstance(default, bool):
+            return booleans[lowered]
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+    except (KeyError, ValueError):
+        raise UserError(f"--param: {text!r} is not a valid {type(default).__name__}") from None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    if lowered in ("true", "false"):
+        return booleans[lowered]
+    return None if lowered == "none" else text
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def _indices(args: argparse.Namespace) -> list[int]:
+    if args.image is not None:
+        return [0]
+    if args.indices is not None:
+        return list(args.indices)
+    if args.index is not None:
+        return [args.index]
+    raise UserError("name the victim: --index I, --indices I J …, or --image FILE --label L")
+
+
+def victim_batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The victim's images and labels through the same loader scenarios use."""
+    from pydantic import ValidationError
+
+    from fedleak.config.schema import DataConfig
+    from fedleak.data import load_images
+
+    if args.image is not None:
+        if args.label is None:
+            raise UserError("--image needs --label (the class index of the image)")
+        if args.index is not None or args.indices is not None:
+            raise UserError("--image names the victim already; drop --index/--indices")
+        raw = {"dataset": args.dataset, "source": "image", "path": str(args.image), "label": args.label}
+    else:
+        if args.label is not None:
+            raise UserError("--label goes with --image; with --index the label comes from the dataset")
+        raw = {"dataset": args.dataset, "source": args.source, "path": args.path}
+    raw |= {"split": args.split, "image_size": args.image_size}
+    try:
+        config = DataConfig.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "data"
+        raise UserError(f"{where}: {error['msg'].removeprefix('Value error, ')}") from None
+    image_set = load_images(config)
+    indices = _indices(args)
+    bad = [i for i in indices if not 0 <= i < len(image_set)]
+    if bad:
+        raise UserError(f"index {bad[0]} is out of range: {image_set.source} has images 0..{len(image_set) - 1}")
+    images, labels = image_set.get(indices)
+    return images, labels, image_set.source
+
+
+def victim_observation(args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor):
+    """Seeded model, the client's update, and the attacker's view of it."""
+    from fedleak.data import DATASETS
+    from fedleak.observe import observe
+    from fedleak.training import batch_gradient, local_steps_update
+    from fedleak.types import ModelSpec, ThreatModel
+
+    if args.update == "local_steps" and (args.steps < 1 or args.lr <= 0):
+        raise UserError("--update local_steps needs --steps ≥ 1 and --lr > 0")
+    info = DATASETS[args.dataset]
+    spec = ModelSpec(name=args.model, in_channels=images.shape[1], image_size=images.shape[-1],
+                     num_classes=max(info.num_classes or 0, int(labels.max()) + 1), activation=args.activation)
+    torch.manual_seed(args.seed)
+    try:
+        model = spec.build()
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"--model {args.model}: cannot build it for {tuple(images.shape[1:])} images: {exc}") from None
+    if args.update == "gradient":
+        update = batch_gradient(model, images, labels)
+        steps = 1
+    else:
+        update = local_steps_update(model, images, labels, steps=args.steps, lr=args.lr)
+        steps = args.steps
+    metadata = {"round": 1, "client": 0, "batch_size": len(images), "local_steps": steps, "lr": args.lr}
+    threat = ThreatModel(labels_known=args.labels_known)
+    return observe(spec, model.state_dict(), update, args.update, threat, metadata=metadata, labels=labels)
+
+
+def _run_with_spinner(attack, observation, what: str):
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                  transient=True) as progress:
+        progress.add_task(f"running {what}", total=None)
+        return attack(observation)

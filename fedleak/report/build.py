@@ -88,18 +88,15 @@ def metric_notes(success_psnr: float) -> list[str]:
 
 
 def ssim_setting() -> str:
-    """The SSIM setting as documented by fedleak.metrics (one fixed setting for every score)."""
+    """The SSIM setting, quoted from fedleak.metrics (one fixed setting for every score)."""
     try:
-        import fedleak.metrics as metrics
+        from fedleak.metrics import SSIM_SETTINGS, ssim
     except ImportError:
-        return "structural similarity (fedleak.metrics is not installed here, so its setting cannot be quoted)."
-    for name in ("SSIM_SETTING", "SSIM_SETTINGS", "SSIM_NOTE"):
-        value = getattr(metrics, name, None)
-        if value:
-            return str(value)
-    ssim = getattr(metrics, "ssim", None)
-    doc = (getattr(ssim, "__doc__", None) or "").strip()
-    return " ".join(doc.split()) if doc else "structural similarity as computed by fedleak.metrics."
+        return "structural similarity (fedleak.metrics is not importable here, so its setting cannot be quoted)."
+    settings = ", ".join(f"{key}={value}" for key, value in SSIM_SETTINGS.items())
+    summary = (ssim.__doc__ or "").strip().split("\n\n")[0]
+    summary = " ".join(summary.split()).replace(":data:`SSIM_SETTINGS`", settings)
+    return summary or f"structural similarity with {settings}."
 
 
 def _read_scenario(path: Path, notes: list[str]) -> dict[str, Any]:

@@ -85,11 +85,15 @@ class RunWriter:
     ) -> Path:
         """Save true images (top row) above the reconstruction (bottom row; grey when nothing was recovered).
 
-        Pass the reconstruction in the order matched to the true images (see fedleak.scoring), so columns
-        line up. Returns the PNG's path: ``images/r{round:03d}_c{client}_{attack}.png``.
+        The reconstruction is reordered by the scorer's one-to-one matching, so each column pairs a true
+        image with the reconstruction scored against it. Returns ``images/r{round:03d}_c{client}_{attack}.png``.
         """
+        from fedleak.scoring import matched_images
+
+        true = torch.as_tensor(true_images)
+        recon = None if recon_images is None else matched_images(torch.as_tensor(recon_images), true)
         path = self._path(IMAGES_DIR) / image_name(round, client, attack)
-        return save_grid(path, true_images, recon_images)
+        return save_grid(path, true, recon)
 
     def _path(self, name: str) -> Path:
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,165 @@
+"""``fedleak attack``: every registered attack end to end on a tiny case, option mapping and one-line errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fedleak.attacks import ATTACKS, Attack, list_attacks
+
+from fedleak.cli.attack import SHORTHANDS
+from fedleak.cli.main import main
+from fedleak.models import MODELS
+from fedleak.types import Observation, Reconstruction
+
+#: A model each attack is known to work with (its paper's setting), and the victim: dataset and indices.
+KNOWN_GOOD = {
+    "dlg": ("lenet", "mnist", ["0"]),
+    "idlg": ("lenet", "mnist", ["0"]),
+    "ig": ("lenet", "mnist", ["0"]),
+    "inverting_gradients": ("lenet", "mnist", ["0"]),
+    "linear": ("linreg", "mnist", ["0", "1"]),
+    "rconv": ("rconv-lenet", "mnist", ["0"]),
+    "rgap": ("cnn6", "mnist", ["0"]),
+    "hybrid": ("cnn6", "mnist", ["0"]),
+}
+TINY_ITERATIONS = "3"
+
+
+def run_cli(*argv: str) -> int:
+    return main(["attack", *argv])
+
+
+@pytest.mark.slow  # analytic attacks solve large systems; a few seconds each on two cores
+@pytest.mark.parametrize("attack", list_attacks())
+def test_every_registered_attack_runs_and_writes_its_files(attack: str, tmp_path: Path):
+    assert attack in KNOWN_GOOD, (
+        f"attack {attack!r} has no known-good model in tests/test_cli_attack.py::KNOWN_GOOD; add one")
+    model, dataset, indices = KNOWN_GOOD[attack]
+    assert model in MODELS, f"the known-good model {model!r} for attack {attack!r} is not registered"
+    fields = {f.name for f in dataclasses.fields(ATTACKS.get(attack).Config)}
+    extra = ["--iters", TINY_ITERATIONS] if fields & set(SHORTHANDS["iters"]) else []
+    out = tmp_path / attack
+    rc = run_cli("--attack", attack, "--model", model, "--dataset", dataset, "--split", "test",
+                 "--indices", *indices, *extra, "--device", "cpu", "--out", str(out))
+    assert rc == 0
+    for name in ("target.png", "recon.png", "history.png"):
+        assert (out / name).read_bytes().startswith(b"\x89PNG"), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("psnr", "ssim", "mse", "label_accuracy", "seconds", "status", "reason", "per_image"):
+        assert key in metrics, key
+    assert metrics["status"] in ("ok", "failed")
+    if metrics["status"] == "ok" and metrics["psnr"] is not None:
+        assert len(metrics["per_image"]) == len(indices)
+
+
+class Probe(Attack):
+    """Test attack: returns the true-shaped noise with a history and records what it was given."""
+
+    seen: list[Observation] = []
+
+    @dataclasses.dataclass
+    class Config:
+        iterations: int = 2
+        tv_weight: float = 0.0
+        keep_history: bool = True
+
+    def reconstruct(self, observation: Observation) -> Reconstruction:
+        Probe.seen.append(observation)
+        size, channels = observation.model.image_size, observation.model.in_channels
+        generator = torch.Generator().manual_seed(self.seed)
+        history = [torch.rand(observation.batch_size, channels, size, size, generator=generator)
+                   for _ in range(self.config.iterations)]
+        return Reconstruction(images=history[-1], history=history if self.config.keep_history else [],
+                              diagnostics={"tv_weight": self.config.tv_weight, "big": torch.zeros(1000)})
+
+
+class Bare(Attack):
+    """Test attack with no settings at all."""
+
+    def reconstruct(self, observation: Observation) -> Reconstruction:
+        return Reconstruction.failed("nothing to see")
+
+
+@pytest.fixture
+def probe(monkeypatch: pytest.MonkeyPatch) -> type[Probe]:
+    # Registered for one test only, so registry-wide tests elsewhere never see these.
+    monkeypatch.setitem(ATTACKS._items, "probe", Probe)
+    monkeypatch.setitem(ATTACKS._items, "bare", Bare)
+    monkeypatch.setattr(Probe, "seen", [])
+    Probe.name, Bare.name = "probe", "bare"
+    return Probe
+
+
+BASE = ("--model", "lenet", "--dataset", "mnist", "--split", "test", "--device", "cpu")
+
+
+def test_options_map_onto_the_attack_config(probe, tmp_path: Path):
+    assert run_cli("--attack", "probe", *BASE, "--indices", "3", "4", "--iters", "4", "--tv", "0.5",
+                   "--param", "keep_history=false", "--labels-known", "--out", str(tmp_path)) == 0
+    (observation,) = probe.seen
+    assert observation.kind == "gradient" and observation.batch_size == 2
+    assert observation.labels.tolist() == [0, 4]  # MNIST test digits 3 and 4, granted by --labels-known
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["settings"]["params"] == {"iterations": 4, "tv_weight": 0.5, "keep_history": False}
+    assert metrics["diagnostics"] == {"tv_weight": 0.5, "big": "tensor of shape (1000,)"}
+    assert metrics["history"]["snapshots"] == 0 and "no optimisation history" in metrics["history"]["note"]
+    assert metrics["true_labels"] == [0, 4] and metrics["recovered_labels"] is None
+
+
+def test_local_steps_update_and_hidden_labels(probe, tmp_path: Path):
+    assert run_cli("--attack", "probe", *BASE, "--index", "0", "--update", "local_steps", "--steps", "3",
+                   "--lr", "0.05", "--out", str(tmp_path)) == 0
+    (observation,) = probe.seen
+    assert observation.kind == "local_steps" and observation.labels is None
+    assert observation.metadata["local_steps"] == 3 and observation.metadata["lr"] == 0.05
+    assert set(observation.update) == set(dict(observation.build_model().named_parameters()))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["history"]["snapshots"] == 2 and metrics["status"] == "ok"
+    assert 0 < metrics["psnr"] < 20  # noise is far from a digit; PSNR is peak-1 dB, not 255-peak
+
+
+def test_single_image_file_as_victim(probe, tmp_path: Path):
+    from PIL import Image
+
+    image = tmp_path / "digit.png"
+    Image.fromarray((np.arange(28 * 28).reshape(28, 28) % 256).astype(np.uint8)).save(image)
+    assert run_cli("--attack", "probe", *BASE, "--image", str(image), "--label", "7", "--out",
+                   str(tmp_path / "out")) == 0
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["true_labels"] == [7]
+
+
+def test_failed_attack_still_writes_every_file(probe, tmp_path: Path):
+    assert run_cli("--attack", "bare", *BASE, "--index", "0", "--out", str(tmp_path)) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["reason"] == "nothing to see" and metrics["psnr"] is None
+    assert all((tmp_path / name).is_file() for name in ("target.png", "recon.png", "history.png"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--attack", "nope", *BASE, "--index", "0"), "unknown attack 'nope'"),
+        (("--attack", "probe", "--model", "nope", "--dataset", "mnist", "--index", "0"), "unknown model 'nope'"),
+        (("--attack", "probe", "--model", "lenet", "--dataset", "svhn", "--index", "0"), "dataset"),
+        (("--attack", "probe", *BASE, "--index", "20"), "index 20 is out of range"),
+        (("--attack", "probe", *BASE), "name the victim"),
+        (("--attack", "probe", *BASE, "--index", "0", "--source", "npz", "--path", "/nonexistent.npz"),
+         "no such file"),
+        (("--attack", "probe", *BASE, "--image", "/nonexistent.png"), "--image needs --label"),
+        (("--attack", "bare", *BASE, "--index", "0", "--iters", "5"), "--iters: attack 'bare' has no such setting"),
+        (("--attack", "probe", *BASE, "--index", "0", "--param", "lr=1"), "--param lr: attack 'probe' has no such"),
+        (("--attack", "probe", *BASE, "--index", "0", "--param", "iterations=many"), "not a valid int"),
+        (("--attack", "probe", "--model", "lenet", "--dataset", "mnist", "--image-size", "30", "--index", "0"),
+         "--model lenet: cannot build it"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(probe, argv, message, tmp_path: Path, capsys):
+    assert run_cli(*argv, "--out", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fedleak attack: error:"), err
+    assert message in err, err

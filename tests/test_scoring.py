@@ -1,0 +1,101 @@
+"""The scorer: ground truth joined with a reconstruction into one LeakageRecord row."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fedleak.config.schema import DataConfig
+from fedleak.data import load_images
+from fedleak.report import RunWriter
+from fedleak.report.tables import read_leakage
+from fedleak.scoring import matched_images, score_reconstruction
+from fedleak.types import Reconstruction, ThreatModel
+
+THREAT = ThreatModel(labels_known=True, local_hparams_known=False)
+
+
+def score(recon: Reconstruction, images: torch.Tensor, labels: torch.Tensor, success_psnr: float = 30.0):
+    return score_reconstruction(
+        recon, images, labels, round=2, client=3, attack="dlg", batch_size=len(images), local_steps=1, lr=0.1,
+        update_kind="gradient", defense="none", threat=THREAT, success_psnr=success_psnr,
+    )
+
+
+@pytest.fixture(scope="module")
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Four real MNIST test digits (bundled with foolbox, offline)."""
+    return load_images(DataConfig(dataset="mnist", split="test")).get([0, 1, 2, 3])
+
+
+def test_failed_reconstruction_gives_failed_row_with_empty_metrics(batch):
+    images, labels = batch
+    row = score(Reconstruction.failed("diverged: non-finite pixels", seconds=1.5), images, labels)
+    assert (row.status, row.reason, row.seconds) == ("failed", "diverged: non-finite pixels", 1.5)
+    assert row.psnr is row.ssim is row.mse is row.label_accuracy is row.success is None
+    assert (row.round, row.client, row.attack, row.batch_size) == (2, 3, "dlg", 4)
+    assert (row.labels_known, row.local_hparams_known, row.batch_size_known) == (True, False, True)
+
+
+def test_exact_reconstruction_in_any_order_is_infinite_psnr(batch):
+    images, labels = batch
+    order = torch.tensor([2, 0, 3, 1])
+    row = score(Reconstruction(images=images[order], labels=labels[order]), images, labels)
+    assert row.status == "ok" and row.psnr == math.inf and row.mse == 0.0
+    assert row.ssim == pytest.approx(1.0) and row.label_accuracy == 1.0 and row.success == 1.0
+    assert row.psnr_per_image == "inf inf inf inf"
+
+
+def test_noisy_reconstruction_psnr_is_peak_one_against_numpy(batch):
+    images, labels = batch
+    noisy = (images + 0.05 * torch.randn(images.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    row = score(Reconstruction(images=noisy), images, labels, success_psnr=26.0)
+    diff = noisy.double().numpy() - images.double().numpy()
+    per_image = 10 * np.log10(1.0 / (diff**2).reshape(4, -1).mean(axis=1))  # peak 1 on [0, 1] images
+    assert row.psnr == pytest.approx(per_image.mean(), rel=1e-6)
+    assert [float(v) for v in row.psnr_per_image.split()] == pytest.approx(per_image, abs=1e-3)
+    assert row.success == pytest.approx(np.mean(per_image >= 26.0))
+    assert row.label_accuracy is None  # the attack gave no labels
+
+
+def test_labels_only_and_missing_images(batch):
+    images, labels = batch
+    row = score(Reconstruction(images=None, labels=labels.flip(0)), images, labels)
+    assert row.status == "ok" and row.label_accuracy == 1.0
+    assert row.psnr is None and row.success == 0.0 and row.psnr_per_image == "- - - -"
+
+
+def test_fewer_images_than_the_batch_count_as_misses(batch):
+    images, labels = batch
+    row = score(Reconstruction(images=images[[1]]), images, labels)
+    assert row.psnr == math.inf and row.success == pytest.approx(0.25)
+    assert row.psnr_per_image == "- inf - -"
+
+
+def test_wrong_shape_is_a_failed_row_not_a_crash(batch):
+    images, labels = batch
+    row = score(Reconstruction(images=torch.rand(4, 3, 32, 32)), images, labels)
+    assert row.status == "failed" and row.reason.startswith("unscorable reconstruction:")
+    assert row.psnr is None
+
+
+def test_matched_images_line_up_with_the_true_batch(batch):
+    images, _ = batch
+    lined_up = matched_images(images[[3, 1]], images)
+    assert torch.equal(lined_up[1], images[1]) and torch.equal(lined_up[3], images[3])
+    assert torch.all(lined_up[0] == 0.5) and torch.all(lined_up[2] == 0.5)
+    assert matched_images(None, images) is None
+    assert matched_images(torch.rand(2, 3, 32, 32), images) is None
+
+
+def test_rows_round_trip_through_leakage_csv(batch, tmp_path):
+    images, labels = batch
+    writer = RunWriter(tmp_path)
+    writer.append_leakage(score(Reconstruction(images=images), images, labels))
+    writer.append_leakage(score(Reconstruction.failed("timeout"), images, labels))
+    ok, failed = read_leakage(tmp_path / "leakage.csv").rows
+    assert ok["psnr"] == math.inf and ok["success"] == 1.0 and ok["labels_known"] is True
+    assert failed["status"] == "failed" and failed["reason"] == "timeout" and failed["ssim"] is None
