@@ -1,0 +1,221 @@
+"""The interceptor is honest (aggregation unchanged, bit for bit) and the attacker never reaches ground truth.
+
+Mock replies, no Flower runtime: Prepare / Execute / Assert in the style of Flower's own strategy tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from fedleak.attacks import ATTACKS, Attack, register_attack
+from fedleak.clients import protocol
+from fedleak.clients.local_training import compute_update
+from fedleak.server.fedsgd import FedSGD
+from fedleak.server.interceptor import InterceptingStrategy, ReplyTap
+from fedleak.server.leakage import LeakageTap, scheduled
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.serverapp.strategy import FedAvg
+
+from fedleak.config.loader import parse_scenario
+from fedleak.runtime.local import LocalExecutor
+from fedleak.types import ModelSpec, Observation, Reconstruction
+
+
+@pytest.fixture(autouse=True)
+def task_identity():
+    """Flower stamps every new Message with the process's task identity, which its runtime sets; a bare test
+    process has none, so set one for the duration of each test."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
+    yield
+    TaskIdentity._task_id = TaskIdentity._run_id = TaskIdentity._node_id = None
+
+
+SPEC = ModelSpec("lenet", in_channels=1, image_size=28, num_classes=10)
+SEEN: list[Observation] = []
+
+
+if "test_spy" not in ATTACKS:
+
+    @register_attack("test_spy")
+    class SpyAttack(Attack):
+        """Records exactly what an attack receives, and returns nothing useful."""
+
+        def reconstruct(self, observation: Observation) -> Reconstruction:
+            SEEN.append(observation)
+            return Reconstruction.failed("spy only records")
+
+
+def _dataset(n: int = 40, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def _replies(kind: str, weights: dict[str, torch.Tensor], batch_sizes: list[int], server_round: int = 1):
+    """Replies as the ClientApp builds them, from a fixed random data source."""
+    images, labels = _dataset()
+    model = SPEC.build()
+    model.load_state_dict(weights)
+    replies, start = [], 0
+    for client, batch in enumerate(batch_sizes):
+        idx = np.arange(start, start + batch)
+        start += batch
+        update, loss = compute_update(model, images[idx], labels[idx], kind, local_steps=3, lr=0.05)
+        content = RecordDict({
+            protocol.UPDATE: ArrayRecord(torch_state_dict=update),
+            protocol.METRICS: MetricRecord({protocol.NUM_EXAMPLES: batch, protocol.TRAIN_LOSS: loss}),
+            protocol.PUBLIC: ConfigRecord({"client": client, "round": server_round, "update_kind": kind,
+                                           "batch_size": batch, "local_steps": 3 if kind == "local_steps" else 1,
+                                           "lr": 0.05}),
+            protocol.AUDIT: ConfigRecord({protocol.INDICES: [int(i) for i in idx]}),
+        })
+        replies.append(Message(content=content, dst_node_id=client + 1, message_type=MessageType.TRAIN))
+    return replies
+
+
+def _ground_truth(indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = _dataset()
+    return images[indices], labels[indices]
+
+
+def _scenario(update: str, labels_known: bool = False, hparams_known: bool = True, attacks=("test_spy",)):
+    return parse_scenario({
+        "data": {"dataset": "mnist"}, "clients": {"count": 3},
+        "training": {"update": update, "lr": 0.05, "local_steps": 3},
+        "attacks": [{"name": a} for a in attacks],
+        "threat_model": {"labels_known": labels_known, "local_hparams_known": hparams_known},
+    })
+
+
+def _weights(seed: int = 0) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    return {k: v.clone() for k, v in SPEC.build().state_dict().items()}
+
+
+def _aggregate(strategy, weights, replies):
+    """configure_train then aggregate_train, as Strategy.start does, with a grid that only lists nodes."""
+
+    class _Grid:
+        def get_node_ids(self):
+            return [1, 2, 3]
+
+    sent = ArrayRecord(torch_state_dict=weights)
+    list(strategy.configure_train(1, sent, ConfigRecord(), _Grid()))
+    return strategy.aggregate_train(1, replies)
+
+
+def _plain(update: str):
+    kwargs = {"min_train_nodes": 3, "min_available_nodes": 3}
+    return FedSGD(lr=0.05, **kwargs) if update == "gradient" else FedAvg(**kwargs)
+
+
+@pytest.mark.parametrize("update", ["gradient", "local_steps"])
+def test_aggregate_with_interceptor_equals_aggregate_without(update):
+    # Prepare: identical replies for both runs, a tap that really observes and attacks.
+    weights = _weights()
+    scenario = _scenario(update)
+    tap = LeakageTap(scenario, SPEC, _ground_truth, LocalExecutor(device="cpu"))
+    SEEN.clear()
+    # Execute
+    plain_arrays, plain_metrics = _aggregate(_plain(update), weights, _replies(update, weights, [1, 2, 4]))
+    wrapped_arrays, wrapped_metrics = _aggregate(
+        InterceptingStrategy(_plain(update), tap), weights, _replies(update, weights, [1, 2, 4])
+    )
+    # Assert: bit-identical aggregate and metrics, and the tap did see all three replies.
+    assert list(plain_arrays.keys()) == list(wrapped_arrays.keys())
+    for name in plain_arrays:
+        assert np.array_equal(plain_arrays[name].numpy(), wrapped_arrays[name].numpy()), name
+    assert dict(plain_metrics) == dict(wrapped_metrics)
+    assert len(SEEN) == 3
+    assert tap.ledger.clients_per_round[1] == {0, 1, 2}
+
+
+def test_replies_reach_the_aggregator_unchanged():
+    weights = _weights()
+    replies = _replies("gradient", weights, [2, 2, 2])
+    before = [{k: v.numpy().copy() for k, v in r.content[protocol.UPDATE].items()} for r in replies]
+
+    received = []
+
+    class Recorder(FedSGD):
+        def aggregate_train(self, server_round, replies):
+            replies = list(replies)
+            received.extend(replies)
+            return super().aggregate_train(server_round, replies)
+
+    tap = LeakageTap(_scenario("gradient"), SPEC, _ground_truth, LocalExecutor(device="cpu"))
+    _aggregate(InterceptingStrategy(Recorder(lr=0.05, min_train_nodes=3, min_available_nodes=3), tap), weights,
+               replies)
+    assert [id(m) for m in received] == [id(m) for m in replies]
+    for reply, original in zip(received, before, strict=True):
+        assert set(reply.content.keys()) == {protocol.UPDATE, protocol.METRICS, protocol.PUBLIC, protocol.AUDIT}
+        for name, array in reply.content[protocol.UPDATE].items():
+            assert np.array_equal(array.numpy(), original[name])
+
+
+def test_fedsgd_steps_along_the_weighted_mean_gradient():
+    weights = _weights()
+    replies = _replies("gradient", weights, [1, 2, 4])
+    grads = [{k: v.numpy() for k, v in r.content[protocol.UPDATE].items()} for r in replies]
+    arrays, _ = _aggregate(FedSGD(lr=0.05, min_train_nodes=3, min_available_nodes=3), weights, replies)
+    for name, w in weights.items():
+        mean = (1 * grads[0][name] + 2 * grads[1][name] + 4 * grads[2][name]) / 7
+        np.testing.assert_allclose(arrays[name].numpy(), w.numpy() - 0.05 * mean, rtol=1e-5, atol=1e-6)
+
+
+def test_attack_sees_no_ground_truth():
+    weights = _weights()
+    replies = _replies("gradient", weights, [3, 1, 2])
+    SEEN.clear()
+    tap = LeakageTap(_scenario("gradient"), SPEC, _ground_truth, LocalExecutor(device="cpu"))
+    tap.on_train_replies(1, ArrayRecord(torch_state_dict=weights), replies)
+    assert len(SEEN) == 3
+    for observation in SEEN:
+        # Only the update, the global model and granted public metadata: no indices, no labels, no pixels.
+        assert set(observation.metadata) == {"round", "client", "batch_size", "local_steps", "lr"}
+        assert observation.labels is None
+        assert set(observation.update) == {name for name, _ in SPEC.build().named_parameters()}
+        assert set(observation.global_weights) == set(weights)
+        shapes = {tuple(t.shape) for t in [*observation.update.values(), *observation.global_weights.values()]}
+        assert not any(len(s) == 4 and s[1:] == (1, 28, 28) for s in shapes)  # no image-shaped tensor
+    # The scorer still got the true batch through the context (it wrote failed rows for the spy).
+    assert tap.ledger.attacks_finished == 3
+
+
+def test_grants_decide_what_the_attacker_sees():
+    weights = _weights()
+    replies = _replies("local_steps", weights, [2, 2, 2])
+    SEEN.clear()
+    scenario = _scenario("local_steps", labels_known=True, hparams_known=False)
+    LeakageTap(scenario, SPEC, _ground_truth, LocalExecutor(device="cpu")).on_train_replies(
+        1, ArrayRecord(torch_state_dict=weights), replies)
+    first = SEEN[0]
+    assert "lr" not in first.metadata and "local_steps" not in first.metadata
+    assert torch.equal(first.labels, _ground_truth(np.array([0, 1]))[1])
+
+
+def test_schedule_selects_rounds_and_clients():
+    scenario = parse_scenario({
+        "data": {"dataset": "mnist"}, "clients": {"count": 3}, "training": {},
+        "attacks": [{"name": "test_spy", "rounds": [1, 3], "clients": [0, 2]}],
+    })
+    attack = scenario.attacks[0]
+    picked = [(r, c) for r in range(1, 5) for c in range(3) if scheduled(attack, r, c)]
+    assert picked == [(1, 0), (1, 2), (3, 0), (3, 2)]
+
+
+def test_tap_exceptions_are_not_swallowed_and_base_tap_is_inert():
+    weights = _weights()
+
+    class Broken(ReplyTap):
+        def on_train_replies(self, server_round, sent, replies):
+            raise ValueError("tap bug")
+
+    with pytest.raises(ValueError, match="tap bug"):
+        _aggregate(InterceptingStrategy(_plain("gradient"), Broken()), weights,
+                   _replies("gradient", weights, [1, 1, 1]))
+    arrays, _ = _aggregate(InterceptingStrategy(_plain("gradient"), ReplyTap()), weights,
+                           _replies("gradient", weights, [1, 1, 1]))
+    assert arrays is not None

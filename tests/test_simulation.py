@@ -1,0 +1,119 @@
+"""Whole runs through Flower's real simulation runtime (clients on Ray), plus the run's own health checks.
+
+Ray startup and torch imports in its workers take tens of seconds on two cores, so only two tests start Ray: one
+with the in-process attack executor and a failing attack, one running scenarios/smoke.yaml with the Ray pool.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from fedleak.attacks import ATTACKS, Attack, register_attack
+from fedleak.server.leakage import RunLedger
+
+from fedleak.config.loader import load_scenario, parse_scenario
+from fedleak.simulation import check_run, simulate
+from fedleak.types import Observation, Reconstruction
+
+ROOT = Path(__file__).resolve().parents[1]
+
+if "test_sim_noise" not in ATTACKS:
+
+    @register_attack("test_sim_noise")
+    class NoiseAttack(Attack):
+        """Seeded noise of the observed batch's shape (plumbing only: it scores low, as it should)."""
+
+        def reconstruct(self, observation: Observation) -> Reconstruction:
+            g = torch.Generator().manual_seed(self.seed)
+            spec, b = observation.model, observation.batch_size or 1
+            return Reconstruction(images=torch.rand(b, spec.in_channels, spec.image_size, spec.image_size,
+                                                    generator=g))
+
+    @register_attack("test_sim_raises")
+    class RaisingAttack(Attack):
+        def reconstruct(self, observation: Observation) -> Reconstruction:
+            raise RuntimeError("deliberate failure")
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_in_process_executor_run_survives_a_failing_attack(tmp_path, tmp_path_factory):
+    scenario = parse_scenario({
+        "name": "inproc", "data": {"dataset": "mnist", "eval_fraction": 0.1},
+        "clients": {"count": 2, "overrides": [{"client": 0, "batch_size": 1}]},
+        "training": {"rounds": 2, "batch_size": 3, "lr": 0.1},
+        "attacks": [{"name": "test_sim_noise"}, {"name": "test_sim_raises", "rounds": [2], "clients": [1]}],
+    })
+    run_dir = tmp_path / "run"
+    result = simulate(scenario, run_dir=run_dir, executor="local", progress=False,
+                      ray_temp_dir=tmp_path_factory.mktemp("ray"))
+    assert result.ok, result.problems
+
+    leakage = _rows(run_dir / "leakage.csv")
+    keys = sorted((int(r["round"]), int(r["client"]), r["attack"]) for r in leakage)
+    assert keys == [(1, 0, "test_sim_noise"), (1, 1, "test_sim_noise"), (2, 0, "test_sim_noise"),
+                    (2, 1, "test_sim_noise"), (2, 1, "test_sim_raises")]
+    failed = [r for r in leakage if r["attack"] == "test_sim_raises"]
+    assert failed[0]["status"] == "failed" and "deliberate failure" in failed[0]["reason"]
+    noise = [r for r in leakage if r["attack"] == "test_sim_noise"]
+    assert {int(r["client"]): int(r["batch_size"]) for r in noise} == {0: 1, 1: 3}
+    assert all(r["status"] == "ok" and float(r["psnr"]) < 15 for r in noise)  # noise is far from the batch
+
+    rounds = _rows(run_dir / "rounds.csv")
+    assert [int(r["round"]) for r in rounds] == [1, 2]
+    assert all(0.0 <= float(r["accuracy"]) <= 1.0 and int(r["clients"]) == 2 for r in rounds)
+    assert (run_dir / "report.html").is_file() and (run_dir / "scenario.yaml").is_file()
+    assert result.attacks_finished == 5 and result.attacks_failed == 1
+
+
+@pytest.mark.slow
+def test_smoke_scenario_on_ray_pool(tmp_path, tmp_path_factory):
+    raw = yaml.safe_load((ROOT / "scenarios" / "smoke.yaml").read_text())
+    missing = [a["name"] for a in raw.get("attacks", []) if a["name"] not in ATTACKS]
+    if missing:
+        pytest.skip(f"smoke.yaml needs attacks not registered in this checkout: {', '.join(missing)}")
+    scenario = load_scenario(ROOT / "scenarios" / "smoke.yaml")
+    names = {attack.name for attack in scenario.attacks}
+    run_dir = tmp_path / "smoke"
+    result = simulate(scenario, run_dir=run_dir, base_dir=ROOT / "scenarios", executor="ray", progress=False,
+                      ray_temp_dir=tmp_path_factory.mktemp("ray"))
+    assert result.ok, result.problems
+    leakage = _rows(run_dir / "leakage.csv")
+    expected = {(r, c, a) for r in range(1, scenario.training.rounds + 1) for c in range(scenario.clients.count)
+                for a in names}
+    assert {(int(r["round"]), int(r["client"]), r["attack"]) for r in leakage} == expected
+    assert len(leakage) == len(expected)
+    assert all(r["status"] in ("ok", "failed") for r in leakage)
+    assert any(r["status"] == "ok" and r["psnr"] for r in leakage), "no attack on the smoke run produced images"
+    assert len(_rows(run_dir / "rounds.csv")) == scenario.training.rounds
+
+
+def test_check_run_reports_missing_rounds_and_clients():
+    scenario = parse_scenario({"data": {"dataset": "mnist"}, "clients": {"count": 3}, "training": {"rounds": 3}})
+    ledger = RunLedger(clients_per_round={1: {0, 1, 2}, 2: {0, 2}}, rounds_logged={1, 2},
+                       reply_errors=["round 2: client crashed"])
+    problems = check_run(scenario, ledger)
+    assert "client error: round 2: client crashed" in problems
+    assert "round 2: no reply from clients [1]" in problems
+    assert "round 3: no train replies" in problems
+    assert "round 3: not completed (no rounds.csv row)" in problems
+    complete = RunLedger(clients_per_round={r: {0, 1, 2} for r in (1, 2, 3)}, rounds_logged={1, 2, 3})
+    assert check_run(scenario, complete) == []
+
+
+def test_cli_reports_scenario_errors_on_one_line(tmp_path, capsys):
+    from fedleak.cli.main import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {dataset: mnist}\nclients: {count: 2}\ntraining: {rounds: 0}\n")
+    assert main(["simulate", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "training.rounds" in err
