@@ -17,7 +17,7 @@ from fedleak.cli.main import main as cli_main
 from fedleak.config.schema import Scenario
 from fedleak.report import RunWriter, build_report, grid
 from fedleak.report.images import MIN_DISPLAY_SIDE
-from fedleak.report.tables import read_leakage, read_rounds, summarize
+from fedleak.report.tables import read_leakage, read_rounds, series, summarize
 from fedleak.report.writer import image_name, parse_image_name
 from fedleak.types import LeakageRecord, ThreatModel, columns
 
@@ -125,6 +125,16 @@ def test_summary_counts_failures_and_success_rate():
     assert summary.median_psnr == pytest.approx(27.5)
     assert summary.success_rate == pytest.approx(1 / 3)  # the failed attempt counts as zero
     assert summary.failure_reasons == {"diverged: non-finite pixels": 1}
+
+
+def test_median_is_over_single_images_and_mean_over_batches():
+    # One exact image and two poor ones in a batch of three: the batch mean is ∞, the image median is not.
+    exact_and_poor = record(1, 0, psnr=float("inf"), psnr_per_image="inf 12.0 14.0").as_row()
+    unmatched = record(2, 0, psnr=30.0, psnr_per_image="- 30.0 -").as_row()
+    (summary,) = summarize([exact_and_poor, unmatched])
+    assert summary.median_psnr == pytest.approx(22.0)  # median of 12, 14, 30, inf
+    assert summary.mean_psnr == float("inf")
+    assert series([exact_and_poor, unmatched], "round") == {"dlg": [(1.0, 14.0), (2.0, 30.0)]}
 
 
 def _images_in(page: str) -> list[bytes]:

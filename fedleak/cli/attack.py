@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
     MODELS.get(args.model)
     params = attack_params(attack_cls, args)
     device = resolve_device(args.device)
-    images, labels, origin = victim_batch(args)
-    observation = victim_observation(args, images, labels)
+    images, labels, origin, num_classes = victim_batch(args)
+    observation = victim_observation(args, images, labels, num_classes)
     attack = get_attack(args.attack, device=device, seed=args.seed, **params)
 
     recon = _run_with_spinner(attack, observation, f"{args.attack} on {len(images)} image(s) of {args.dataset}")
@@ -149,8 +149,8 @@ def _indices(args: argparse.Namespace) -> list[int]:
     raise UserError("name the victim: --index I, --indices I J …, or --image FILE --label L")
 
 
-def victim_batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """The victim's images and labels through the same loader scenarios use."""
+def victim_batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, str, int]:
+    """The victim's images and labels through the same loader scenarios use, its origin and label space."""
     from pydantic import ValidationError
 
     from fedleak.config.schema import DataConfig
@@ -179,21 +179,19 @@ def victim_batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, 
     if bad:
         raise UserError(f"index {bad[0]} is out of range: {image_set.source} has images 0..{len(image_set) - 1}")
     images, labels = image_set.get(indices)
-    return images, labels, image_set.source
+    return images, labels, image_set.source, image_set.num_classes
 
 
-def victim_observation(args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor):
+def victim_observation(args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor, num_classes: int):
     """Seeded model, the client's update, and the attacker's view of it."""
-    from fedleak.data import DATASETS
     from fedleak.observe import observe
     from fedleak.training import batch_gradient, local_steps_update
     from fedleak.types import ModelSpec, ThreatModel
 
     if args.update == "local_steps" and (args.steps < 1 or args.lr <= 0):
         raise UserError("--update local_steps needs --steps ≥ 1 and --lr > 0")
-    info = DATASETS[args.dataset]
     spec = ModelSpec(name=args.model, in_channels=images.shape[1], image_size=images.shape[-1],
-                     num_classes=max(info.num_classes or 0, int(labels.max()) + 1), activation=args.activation)
+                     num_classes=num_classes, activation=args.activation)
     torch.manual_seed(args.seed)
     try:
         model = spec.build()

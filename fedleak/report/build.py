@@ -47,10 +47,10 @@ def build_report(run_dir: Path) -> Path:
     figures_dir = run_dir / FIGURES_DIR
     figures = [
         (leakage_plot(leakage.rows, "round", "round", figures_dir / "leakage_vs_round.png", success_psnr),
-         "Leakage vs round: median PSNR over attacked clients, successful reconstructions only."),
+         "Leakage vs round: median per-image PSNR over attacked clients, successful attempts only."),
         (leakage_plot(leakage.rows, "batch_size", "client batch size", figures_dir / "leakage_vs_batch_size.png",
                       success_psnr),
-         "Leakage vs batch size: median PSNR over rounds and clients with that batch size."),
+         "Leakage vs batch size: median per-image PSNR over rounds and clients with that batch size."),
         (training_plot(rounds.rows, figures_dir / "training.png"),
          "Training: accuracy and loss of the global model per round."),
     ]
@@ -82,8 +82,9 @@ def metric_notes(success_psnr: float) -> list[str]:
         f"<b>Success rate</b>: share of attacked images with PSNR ≥ {success_psnr:g} dB; "
         "failed attempts count as zero.",
         "<b>Label accuracy</b>: share of the batch's labels the attack recovered (when it infers labels).",
-        "Batches are matched one-to-one (Hungarian matching) before scoring; PSNR/SSIM are batch means. "
-        "Medians and means are over successful attempts; failures are listed with their reasons.",
+        "Batches are matched one-to-one (Hungarian matching) before scoring. The median is over single images, "
+        "the means over batch means (one exact image makes a batch mean ∞); both over successful attempts. "
+        "Failures are listed with their reasons.",
     ]
 
 

@@ -48,10 +48,10 @@ def _finite_ceiling(points: dict[str, list[tuple[float, float]]]) -> float | Non
 
 
 def leakage_plot(rows: list[Row], x: str, xlabel: str, path: Path, success_psnr: float | None = None) -> Path:
-    """Median PSNR of successful reconstructions vs ``x`` (a leakage.csv column), one line per attack."""
+    """Median per-image PSNR of successful reconstructions vs ``x`` (a leakage.csv column), one line per attack."""
     figure = _new_figure()
     axes = figure.add_subplot()
-    points = series(rows, x, "psnr")
+    points = {attack: pts for attack, pts in series(rows, x).items() if pts}
     if not points:
         _empty(axes, "no successful reconstruction to plot\n(every attack failed or nothing was attacked yet)")
         return _save(figure, path)
@@ -73,20 +73,28 @@ def leakage_plot(rows: list[Row], x: str, xlabel: str, path: Path, success_psnr:
     if all(float(v).is_integer() for v in xs_all) and len(xs_all) <= 16:
         axes.set_xticks(xs_all, [f"{int(v)}" for v in xs_all])
     axes.set_xlabel(xlabel)
-    axes.set_ylabel("median PSNR (dB, peak 1)")
+    axes.set_ylabel("median PSNR per image (dB, peak 1)")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
     return _save(figure, path)
 
 
 def training_plot(rows: list[Row], path: Path) -> Path:
-    """Global accuracy (left axis) and loss (right axis) per round."""
+    """Global accuracy (left axis) and losses (right axis) per round.
+
+    ``loss`` is the global model's evaluation loss; ``train_loss`` (when recorded) the clients' mean training loss.
+    """
     figure = _new_figure()
     axes = figure.add_subplot()
     rounds = [r for r in rows if is_number(r.get("round"))]
-    accuracy = [(r["round"], r["accuracy"]) for r in rounds if is_number(r.get("accuracy"))]
-    loss = [(r["round"], r["loss"]) for r in rounds if is_number(r.get("loss"))]
-    if not accuracy and not loss:
+
+    def points(key: str) -> list[tuple[float, float]]:
+        return [(r["round"], r[key]) for r in rounds if is_number(r.get(key))]
+
+    accuracy = points("accuracy")
+    losses = [(label, pts) for label, pts in (("evaluation loss", points("loss")), ("training loss",
+              points("train_loss"))) if pts]
+    if not accuracy and not losses:
         _empty(axes, "no training rounds recorded (rounds.csv is missing or has no accuracy/loss)")
         return _save(figure, path)
     axes.set_xlabel("round")
@@ -95,10 +103,15 @@ def training_plot(rows: list[Row], path: Path) -> Path:
         handles += axes.plot(*zip(*accuracy, strict=True), marker="o", color="tab:blue", label="accuracy")
         axes.set_ylabel("accuracy")
         axes.set_ylim(0, 1.02)
-    if loss:
+    if losses:
         loss_axes = axes.twinx() if accuracy else axes
-        handles += loss_axes.plot(*zip(*loss, strict=True), marker="s", color="tab:orange", label="loss")
+        for (label, pts), (color, marker) in zip(losses, (("tab:orange", "s"), ("tab:green", "^")), strict=False):
+            handles += loss_axes.plot(*zip(*pts, strict=True), marker=marker, color=color, label=label)
         loss_axes.set_ylabel("loss")
+        values = [y for _, pts in losses for _, y in pts]
+        if min(values) > 0 and max(values) / min(values) > 100:  # diverging runs span decades: keep both ends visible
+            loss_axes.set_yscale("log")
+            loss_axes.set_ylabel("loss (log scale)")
     all_rounds = sorted({r["round"] for r in rounds})
     if len(all_rounds) <= 20:
         axes.set_xticks(all_rounds)

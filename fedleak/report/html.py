@@ -86,8 +86,8 @@ def _join(values: list[Any]) -> str:
 def _summary_table(summaries: list[AttackClientSummary]) -> str:
     if not summaries:
         return '<p class="warn">No leakage rows yet: no attack result was recorded (see the notes above).</p>'
-    header = ["attack", "client", "batch size", "local steps", "lr", "attempts", "ok", "median PSNR (dB)",
-              "mean PSNR (dB)", "mean SSIM", "label accuracy", "success rate", "mean time (s)", "failures"]
+    header = ["attack", "client", "batch size", "local steps", "lr", "attempts", "ok", "median PSNR per image (dB)",
+              "mean PSNR of batches (dB)", "mean SSIM", "label accuracy", "success rate", "mean time (s)", "failures"]
     rows = []
     for s in summaries:
         reasons = "<br>".join(f"{n}× {esc(reason)}" for reason, n in s.failure_reasons.most_common())

@@ -107,6 +107,22 @@ def mean(values: Iterable[Any]) -> float | None:
     return statistics.fmean(numbers) if numbers else None
 
 
+def image_psnrs(row: Row) -> list[float]:
+    """Per-image PSNRs of one row (after matching); the batch mean when the row has no per-image values.
+
+    Unmatched images ('-') are left out here; the success rate counts them as misses.
+    """
+    values = []
+    for token in str(row.get("psnr_per_image") or "").split():
+        try:
+            values.append(float(token))
+        except ValueError:
+            continue
+    if not values and is_number(row.get("psnr")):
+        values.append(float(row["psnr"]))
+    return [v for v in values if not math.isnan(v)]
+
+
 @dataclass
 class AttackClientSummary:
     """Leakage of one attack against one client, over every round it was attacked."""
@@ -119,7 +135,9 @@ class AttackClientSummary:
     attempts: int
     ok: int
     failed: int
+    #: Median over single images (after matching) of successful attempts.
     median_psnr: float | None
+    #: Mean over the batch means of successful attempts.
     mean_psnr: float | None
     mean_ssim: float | None
     mean_label_accuracy: float | None
@@ -149,7 +167,7 @@ def summarize(rows: list[Row]) -> list[AttackClientSummary]:
                 attempts=len(group),
                 ok=len(ok),
                 failed=len(failed),
-                median_psnr=median(r.get("psnr") for r in ok),
+                median_psnr=median(v for r in ok for v in image_psnrs(r)),
                 mean_psnr=mean(r.get("psnr") for r in ok),
                 mean_ssim=mean(r.get("ssim") for r in ok),
                 mean_label_accuracy=mean(r.get("label_accuracy") for r in group),
@@ -161,13 +179,13 @@ def summarize(rows: list[Row]) -> list[AttackClientSummary]:
     return summaries
 
 
-def series(rows: list[Row], x: str, y: str = "psnr") -> dict[str, list[tuple[float, float]]]:
-    """Per attack: (x, median y) points over successful rows, sorted by x (e.g. PSNR vs round)."""
+def series(rows: list[Row], x: str) -> dict[str, list[tuple[float, float]]]:
+    """Per attack: (x, median per-image PSNR) over successful rows, sorted by x (e.g. PSNR vs round)."""
     points: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        if row.get("status") == "ok" and is_number(row.get(x)) and is_number(row.get(y)):
-            points[str(row["attack"])][float(row[x])].append(float(row[y]))
+        if row.get("status") == "ok" and is_number(row.get(x)):
+            points[str(row["attack"])][float(row[x])].extend(image_psnrs(row))
     return {
-        attack: [(xv, statistics.median(ys)) for xv, ys in sorted(by_x.items())]
+        attack: [(xv, statistics.median(ys)) for xv, ys in sorted(by_x.items()) if ys]
         for attack, by_x in sorted(points.items())
     }
