@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,9 @@ from fedleak.attacks import ATTACKS, Attack, list_attacks
 
 from fedleak.cli.attack import SHORTHANDS
 from fedleak.cli.main import main
+from fedleak.metrics import score_batch
 from fedleak.models import MODELS
+from fedleak.report.single import history_in_true_order
 from fedleak.types import Observation, Reconstruction
 
 #: A model each attack is known to work with (its paper's setting), and the victim: dataset and indices.
@@ -138,6 +141,31 @@ def test_failed_attack_still_writes_every_file(probe, tmp_path: Path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["status"] == "failed" and metrics["reason"] == "nothing to see" and metrics["psnr"] is None
     assert all((tmp_path / name).is_file() for name in ("target.png", "recon.png", "history.png"))
+
+
+def test_history_rows_follow_the_final_matching():
+    true = torch.stack([torch.full((1, 12, 12), v) for v in (0.1, 0.5, 0.9)])
+    answer = true[[2, 0, 1]]
+    recon = Reconstruction(images=answer, history=[torch.rand(3, 1, 12, 12), answer])
+    score = score_batch(recon.images, None, true, torch.zeros(3, dtype=torch.long))
+    order = [item.recon_index for item in score.per_image]
+    assert order == [1, 2, 0]
+    assert torch.equal(history_in_true_order(recon, order)[-1], true)
+    assert history_in_true_order(recon, None)[-1] is answer
+
+
+def test_real_cifar_fixture_through_the_npz_source(probe, tmp_path: Path):
+    fixtures = os.environ.get("FEDLEAK_FIXTURES")
+    path = Path(fixtures or "/nonexistent") / "cifar10_test_first1000.npz"
+    if not path.is_file():
+        pytest.skip("set FEDLEAK_FIXTURES to the shared data folder to run real-image tests")
+    assert run_cli("--attack", "probe", "--model", "lenet", "--dataset", "cifar10", "--source", "npz", "--path",
+                   str(path), "--indices", "500", "999", "--device", "cpu", "--out", str(tmp_path)) == 0
+    (observation,) = probe.seen
+    assert (observation.model.in_channels, observation.model.image_size, observation.batch_size) == (3, 32, 2)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    with np.load(path) as data:
+        assert metrics["true_labels"] == data["y"][[500, 999]].tolist()
 
 
 @pytest.mark.parametrize(

@@ -76,8 +76,8 @@ def build_report(run_dir: Path) -> Path:
 def metric_notes(success_psnr: float) -> list[str]:
     """How to read the numbers (HTML fragments)."""
     return [
-        "<b>PSNR</b> = 10·log<sub>10</sub>(1/MSE) on images in [0, 1] (peak 1); ∞ means an exact copy. "
-        "Roughly: above 30 dB a reconstruction is visually indistinguishable, below 15 dB little is recognisable.",
+        "<b>PSNR</b> = 10·log<sub>10</sub>(1/MSE) on images in [0, 1] (peak 1, not 255), in dB; higher means "
+        "closer to the true image, ∞ an exact copy.",
         f"<b>SSIM</b>: {ssim_setting()}",
         f"<b>Success rate</b>: share of attacked images with PSNR ≥ {success_psnr:g} dB; "
         "failed attempts count as zero.",

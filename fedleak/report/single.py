@@ -57,16 +57,25 @@ def write_single_attack(
     save_png(grid([true_images]), out / "target.png")
     save_png(grid([lined_up]) if lined_up is not None else grid([true_images * 0 + 0.5]), out / "recon.png")
     note = "" if recon.history else f"{context.get('attack', 'this attack')} records no optimisation history"
-    # Rows of history.png follow the final matching, so row i shows how true image i was approached.
-    reorder = order and recon.images is not None and all(len(s) == len(recon.images) for s in recon.history)
-    history = [snapshot[order] for snapshot in recon.history] if reorder else recon.history
-    history_plot(history, out / "history.png", note=note)
+    history_plot(history_in_true_order(recon, order), out / "history.png", note=note)
     metrics["history"] = {"snapshots": len(recon.history), "file": "history.png",
                           "note": note or "columns: snapshots in order; rows: images of the batch"}
     metrics["diagnostics"] = _json_safe(recon.diagnostics)
     metrics["settings"] = _json_safe(context)
     (out / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
     return _summary(out, metrics)
+
+
+def history_in_true_order(recon: Reconstruction, order: list[int] | None) -> list[torch.Tensor]:
+    """History snapshots with rows reordered by the final matching (``order[i]``: recon index for true image i).
+
+    Row i of history.png then shows how the image scored against true image i was approached. Without a
+    matching (failed or unscorable), or when snapshot sizes differ from the answer, the order is kept.
+    """
+    size = None if recon.images is None else len(recon.images)
+    if not order or any(len(snapshot) != size for snapshot in recon.history):
+        return list(recon.history)
+    return [snapshot[order] for snapshot in recon.history]
 
 
 def _summary(out: Path, metrics: dict[str, Any]) -> str:
