@@ -117,9 +117,14 @@ def test_options_map_onto_the_attack_config(probe, tmp_path: Path):
 def test_local_steps_update_and_hidden_labels(probe, tmp_path: Path):
     assert run_cli("--attack", "probe", *BASE, "--index", "0", "--update", "local_steps", "--steps", "3",
                    "--lr", "0.05", "--out", str(tmp_path)) == 0
-    (observation,) = probe.seen
+    assert run_cli("--attack", "probe", *BASE, "--index", "0", "--update", "local_steps", "--steps", "3",
+                   "--lr", "0.05", "--hparams-unknown", "--batch-size-unknown", "--out", str(tmp_path / "hidden")) == 0
+    observation, hidden = probe.seen
     assert observation.kind == "local_steps" and observation.labels is None
     assert observation.metadata["local_steps"] == 3 and observation.metadata["lr"] == 0.05
+    assert not {"lr", "local_steps", "batch_size"} & set(hidden.metadata)
+    assert json.loads((tmp_path / "hidden" / "metrics.json").read_text())["settings"]["threat"] == {
+        "labels_known": False, "local_hparams_known": False, "batch_size_known": False}
     assert set(observation.update) == set(dict(observation.build_model().named_parameters()))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["history"]["snapshots"] == 2 and metrics["status"] == "ok"

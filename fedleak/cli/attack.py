@@ -49,6 +49,10 @@ def add_parser(sub) -> None:
     p.add_argument("--lr", type=float, default=0.1, help="client learning rate for --update local_steps")
     p.add_argument("--activation", help="relu | leaky_relu | sigmoid | tanh (default: the model's)")
     p.add_argument("--labels-known", action="store_true", help="grant the attacker the batch's labels")
+    p.add_argument("--hparams-unknown", action="store_true",
+                   help="hide the client's lr and local steps from the attacker (granted by default)")
+    p.add_argument("--batch-size-unknown", action="store_true",
+                   help="hide the batch size from the attacker (granted by default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
     p.add_argument("--success-psnr", type=float, default=30.0, help="PSNR (dB) counted as a success")
@@ -78,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             "attack": args.attack, "params": params, "model": args.model, "activation": args.activation,
             "dataset": args.dataset, "source": origin, "indices": _indices(args), "update": args.update,
             "local_steps": args.steps if args.update == "local_steps" else 1, "lr": args.lr,
-            "labels_known": args.labels_known, "seed": args.seed, "device": str(device),
+            "threat": observation.threat.model_dump(), "seed": args.seed, "device": str(device),
         },
     )
     print(summary)
@@ -204,7 +208,8 @@ def victim_observation(args: argparse.Namespace, images: torch.Tensor, labels: t
         update = local_steps_update(model, images, labels, steps=args.steps, lr=args.lr)
         steps = args.steps
     metadata = {"round": 1, "client": 0, "batch_size": len(images), "local_steps": steps, "lr": args.lr}
-    threat = ThreatModel(labels_known=args.labels_known)
+    threat = ThreatModel(labels_known=args.labels_known, local_hparams_known=not args.hparams_unknown,
+                         batch_size_known=not args.batch_size_unknown)
     return observe(spec, model.state_dict(), update, args.update, threat, metadata=metadata, labels=labels)
 
 

@@ -15,7 +15,7 @@ from fedleak.errors import UserError
 from fedleak.report.figures import leakage_plot, training_plot
 from fedleak.report.html import GridImage, ReportContent, fmt, render
 from fedleak.report.tables import Row, read_leakage, read_rounds, summarize
-from fedleak.report.writer import IMAGES_DIR, LEAKAGE_FILE, ROUNDS_FILE, SCENARIO_FILE, parse_image_name
+from fedleak.report.writer import IMAGES_DIR, LEAKAGE_FILE, ROUNDS_FILE, SCENARIO_FILE, parse_image_name, safe_name
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
@@ -204,7 +204,7 @@ def _grids(images_dir: Path, leakage: list[Row]) -> tuple[list[GridImage], int]:
     """Grids grouped by attack then client, in round order, captioned with their scores."""
     if not images_dir.is_dir():
         return [], 0
-    scores = {(r.get("round"), r.get("client"), str(r.get("attack"))): r for r in leakage}
+    scores = {(r.get("round"), r.get("client"), safe_name(str(r.get("attack")))): r for r in leakage}
     found = []
     for path in images_dir.glob("*.png"):
         key = parse_image_name(path.name)

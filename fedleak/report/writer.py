@@ -102,8 +102,12 @@ class RunWriter:
 
 def image_name(round: int, client: int, attack: str) -> str:
     """File name of one reconstruction grid; the attack name is made file-system safe."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", attack)
-    return f"r{int(round):03d}_c{int(client)}_{safe}.png"
+    return f"r{int(round):03d}_c{int(client)}_{safe_name(attack)}.png"
+
+
+def safe_name(attack: str) -> str:
+    """The attack name as it appears in file names (anything outside [A-Za-z0-9_.-] becomes '-')."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", attack)
 
 
 def parse_image_name(name: str) -> tuple[int, int, str] | None:
