@@ -192,6 +192,13 @@ def test_label_accuracy_compares_multisets(pred, true, expected):
     assert label_accuracy(torch.tensor(pred, dtype=torch.long), torch.tensor(true)) == pytest.approx(expected)
 
 
+def test_label_accuracy_reads_soft_labels_as_their_argmax():
+    soft = torch.tensor([[0.1, 0.7, 0.2], [0.8, 0.1, 0.1], [0.2, 0.3, 0.5]])
+    assert label_accuracy(soft, [0, 2, 2]) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="class indices"):
+        label_accuracy(torch.zeros(2, 3, 4), [0, 1])
+
+
 def test_label_accuracy_needs_true_labels():
     with pytest.raises(ValueError):
         label_accuracy([1], [])

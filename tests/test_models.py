@@ -57,13 +57,17 @@ def test_model_contract(name: str, channels: int, size: int, device: str):
     labels = torch.tensor([1, 7], device=device)
 
     logits = model(images)
-    assert logits.shape == (BATCH, NUM_CLASSES)
+    assert logits.shape == (BATCH, NUM_CLASSES), f"{name}: logits of shape {tuple(logits.shape)}"
     assert torch.isfinite(logits).all()
 
     # What every gradient-matching attack does: parameter gradients with create_graph=True, then a scalar of
     # them differentiated back to the (dummy) input. allow_unused is off: every parameter must get a gradient.
-    params = [p for p in model.parameters() if p.requires_grad]
-    grads = torch.autograd.grad(client_loss(logits, labels), params, create_graph=True)
+    named = [(key, p) for key, p in model.named_parameters() if p.requires_grad]
+    grads = torch.autograd.grad(
+        client_loss(logits, labels), [p for _, p in named], create_graph=True, allow_unused=True
+    )
+    unused = [key for (key, _), g in zip(named, grads, strict=True) if g is None]
+    assert not unused, f"{name}: parameters outside the forward graph get no gradient: {unused}"
     assert all(torch.isfinite(g).all() for g in grads)
     scalar = sum((g**2).sum() for g in grads)
     (input_grad,) = torch.autograd.grad(scalar, images)
@@ -72,15 +76,33 @@ def test_model_contract(name: str, channels: int, size: int, device: str):
 
 
 @pytest.mark.parametrize("name", list_models())
+def test_model_rebuilds_from_its_spec_and_runs_in_float64(name: str):
+    """The attacker rebuilds the global model from its name and the sent state_dict; analytic attacks use float64."""
+    channels, size = next((c, s) for c, s in SHAPES if _builds(name, c, s))
+    torch.manual_seed(0)
+    sent = get_model(name, in_channels=channels, image_size=size, num_classes=NUM_CLASSES)
+    torch.manual_seed(1)
+    rebuilt = get_model(name, in_channels=channels, image_size=size, num_classes=NUM_CLASSES)
+    rebuilt.load_state_dict(sent.state_dict())  # strict: same keys and shapes
+    images = torch.rand(BATCH, channels, size, size)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(images), sent(images))
+        logits64 = rebuilt.double()(images.double())
+    assert logits64.dtype == torch.float64 and logits64.shape == (BATCH, NUM_CLASSES)
+    assert torch.isfinite(logits64).all()
+
+
+def _builds(name: str, channels: int, size: int) -> bool:
+    try:
+        get_model(name, in_channels=channels, image_size=size, num_classes=NUM_CLASSES)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", list_models())
 def test_every_model_supports_a_standard_shape(name: str):
-    supported = []
-    for channels, size in SHAPES:
-        try:
-            get_model(name, in_channels=channels, image_size=size, num_classes=NUM_CLASSES)
-            supported.append(size)
-        except ValueError:
-            pass
-    assert supported, f"{name} refuses every standard input shape {SHAPES}"
+    assert any(_builds(name, c, s) for c, s in SHAPES), f"{name} refuses every standard input shape {SHAPES}"
 
 
 # ---------------------------------------------------------------- registry rules

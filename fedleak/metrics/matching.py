@@ -46,9 +46,12 @@ def match_images(recon: torch.Tensor, true: torch.Tensor) -> list[tuple[int, int
 
 
 def _as_list(labels: torch.Tensor | Sequence[int]) -> list[int]:
+    """Class indices as ints. A B×K float tensor (DLG's soft dummy labels) counts as its per-row argmax."""
     if isinstance(labels, torch.Tensor):
-        if labels.dim() > 1:
-            raise ValueError(f"labels must be class indices (1-D), got shape {tuple(labels.shape)}")
+        if labels.dim() == 2 and labels.dtype.is_floating_point:
+            labels = labels.argmax(dim=1)
+        if labels.dim() != 1:
+            raise ValueError(f"labels must be class indices (1-D) or B×K class scores, got shape {tuple(labels.shape)}")
         return [int(v) for v in labels.tolist()]
     return [int(v) for v in labels]
 
@@ -57,7 +60,8 @@ def label_accuracy(pred: torch.Tensor | Sequence[int], true: torch.Tensor | Sequ
     """Share of the true labels recovered, comparing multisets: ``|pred ∩ true| / len(true)``.
 
     Batch order is unknown to the attacker, so ``[3, 1]`` against ``[1, 3]`` is 1.0, and ``[1, 1]`` against
-    ``[1, 3]`` is 0.5 (a repeated label counts only as often as it truly occurs).
+    ``[1, 3]`` is 0.5 (a repeated label counts only as often as it truly occurs). Soft labels (a B×K float
+    tensor) count as their argmax.
 
     Example:
         >>> label_accuracy([1, 1, 7], [7, 1, 2])
