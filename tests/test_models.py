@@ -105,6 +105,18 @@ def test_every_model_supports_a_standard_shape(name: str):
     assert any(_builds(name, c, s) for c, s in SHAPES), f"{name} refuses every standard input shape {SHAPES}"
 
 
+@pytest.mark.parametrize("name", list_models())
+def test_activation_override_is_honoured_or_refused(name: str):
+    """A scenario's ``activation`` must never be ignored silently."""
+    channels, size = next((c, s) for c, s in SHAPES if _builds(name, c, s))
+    try:
+        model = get_model(name, in_channels=channels, image_size=size, num_classes=NUM_CLASSES, activation="tanh")
+    except (ValueError, UserError) as exc:
+        assert "activation" in str(exc), f"{name} refuses activation='tanh' without saying why: {exc}"
+        return
+    assert any(isinstance(m, nn.Tanh) for m in model.modules()), f"{name} ignored activation='tanh'"
+
+
 # ---------------------------------------------------------------- registry rules
 
 
