@@ -14,5 +14,6 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     print(f"models for {args.channels}×{args.size}×{args.size} inputs, {args.classes} classes:")
     for name, count in model_summary(args.channels, args.size, args.classes):
-        print(f"  {name:24s} {count:>12,d} parameters")
+        shown = f"{count:>12,d} parameters" if count is not None else "           - (does not take this input size)"
+        print(f"  {name:24s} {shown}")
     return 0

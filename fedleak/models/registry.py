@@ -46,10 +46,16 @@ def get_model(
     return builder(**kwargs)
 
 
-def model_summary(in_channels: int = 3, image_size: int = 32, num_classes: int = 10) -> list[tuple[str, int]]:
-    """(name, parameter count) for every registered model at one input shape."""
-    rows = []
+def model_summary(
+    in_channels: int = 3, image_size: int = 32, num_classes: int = 10
+) -> list[tuple[str, int | None]]:
+    """(name, parameter count) for every registered model at one input shape; None where it refuses the shape."""
+    rows: list[tuple[str, int | None]] = []
     for name in list_models():
-        model = get_model(name, in_channels=in_channels, image_size=image_size, num_classes=num_classes)
+        try:
+            model = get_model(name, in_channels=in_channels, image_size=image_size, num_classes=num_classes)
+        except ValueError:
+            rows.append((name, None))
+            continue
         rows.append((name, sum(p.numel() for p in model.parameters())))
     return rows
