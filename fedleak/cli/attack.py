@@ -17,6 +17,13 @@ import torch
 
 from fedleak.errors import UserError
 
+DESCRIPTION = (
+    "Run one gradient-leakage attack on one victim update and score it. The victim trains like a simulation "
+    "client (registry model with its paper init, seeded; one-batch gradient or K local SGD steps); the attacker "
+    "sees only what the threat-model flags grant. Writes target.png, recon.png, history.png and metrics.json "
+    "into --out."
+)
+
 #: CLI shorthand → the attack config field names it may stand for, first match wins.
 SHORTHANDS: dict[str, tuple[str, ...]] = {
     "iters": ("iterations", "iters", "max_iterations", "num_iterations", "steps"),
@@ -25,8 +32,7 @@ SHORTHANDS: dict[str, tuple[str, ...]] = {
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("attack", help="run one attack on one victim update and score it",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("attack", help="run one attack on one victim update and score it", description=DESCRIPTION)
     p.add_argument("--attack", required=True, help="a registered attack (see the error for the list)")
     p.add_argument("--model", required=True, help="a registered model (`fedleak models` lists them)")
     p.add_argument("--dataset", required=True, help="mnist | fashion_mnist | cifar10 | cifar100 | lfw")
