@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,19 +161,29 @@ def simulate(
     tap = LeakageTap(scenario, spec, data.get, pool, writer=writer, progress=display) if intercept else None
     evaluate = len(data.eval_indices) >= scenario.clients.count
     round_times: list[float] = []
+    stop = threading.Event()
 
     def finish() -> None:
         # Flower shuts Ray down as soon as the ServerApp returns: collect every attack before that.
-        if tap is not None:
-            tap.drain()
-        if pool is not None:
-            pool.close()
+        # After Ctrl-C the rows written so far are kept and nothing more is awaited.
+        try:
+            if tap is not None and not stop.is_set():
+                tap.drain()
+        finally:
+            if pool is not None:
+                pool.close()
 
     server_app = build_server_app(scenario, weights, tap, on_finish=finish, round_times=round_times,
-                                  evaluate=evaluate)
+                                  evaluate=evaluate, stop=stop)
     client_app = build_client_app(scenario, base_dir)
     with display:
-        launch_flower(server_app, client_app, scenario.clients.count, verbose=verbose, ray_temp_dir=ray_temp_dir)
+        try:
+            launch_flower(server_app, client_app, scenario.clients.count, verbose=verbose,
+                          ray_temp_dir=ray_temp_dir)
+        except BaseException:
+            # Ctrl-C (or a crash) in the simulation engine: let the ServerApp thread end, or the process hangs.
+            stop.set()
+            raise
     result = SimulationResult(run_dir=run_dir if write else None, round_times=round_times,
                               seconds=time.perf_counter() - start)
     if tap is not None:

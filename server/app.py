@@ -7,6 +7,7 @@ right after.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 from fedleak.clients import protocol
 from fedleak.server.fedsgd import FedSGD
+from fedleak.server.grid import StoppableGrid
 from fedleak.server.interceptor import InterceptingStrategy, ReplyTap
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
@@ -73,6 +75,7 @@ def build_server_app(
     on_finish: Callable[[], None] | None = None,
     round_times: list[float] | None = None,
     evaluate: bool = True,
+    stop: threading.Event | None = None,
 ) -> ServerApp:
     """A ServerApp that runs the scenario's rounds.
 
@@ -83,6 +86,7 @@ def build_server_app(
         on_finish: called when the rounds are over, even after an error (drain the attacks there).
         round_times: if given, a ``time.perf_counter()`` stamp is appended at the start and after every round.
         evaluate: federated evaluation on the held-out slices each round.
+        stop: once set (Ctrl-C), the ServerApp gives up waiting for nodes and replies and returns.
     """
     app = ServerApp()
 
@@ -96,6 +100,8 @@ def build_server_app(
         strategy = base_strategy(scenario, evaluate)
         if tap is not None:
             strategy = InterceptingStrategy(strategy, tap)
+        if stop is not None:
+            grid = StoppableGrid(grid, stop)
         try:
             strategy.start(
                 grid=grid,

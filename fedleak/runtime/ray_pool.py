@@ -105,7 +105,10 @@ class RayPoolExecutor(AttackExecutor):
 
     def close(self) -> None:
         for actor in self._actors:
-            ray.kill(actor)
+            try:
+                ray.kill(actor)
+            except Exception:  # noqa: BLE001 — Ray may already be shut down (Ctrl-C); the actor is gone then
+                pass
         self._actors, self._running = [], {}
         self._idle.clear()
         self._queue.clear()
