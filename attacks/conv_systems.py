@@ -480,8 +480,21 @@ def _to_image(x_channels: np.ndarray, geom: ConvGeometry) -> np.ndarray:
 
 #: (layer, is_first_layer) -> (use gradient constraints, use forward constraints)
 LayerPolicy = Callable[[ConvLayer, bool], tuple[bool, bool]]
-#: (layer index, layer, least-squares input C×H×W) -> corrected input (the hybrid attack's refinement)
-Refiner = Callable[[int, ConvLayer, np.ndarray], np.ndarray]
+
+
+@dataclass
+class LayerSystem:
+    """The data of one layer's linear system, handed to a refiner (the hybrid correction)."""
+
+    delta: np.ndarray  # dL/dz, D×Ho×Wo
+    weight_grad: np.ndarray  # observed dL/dw, D×C×K×K
+    weight: np.ndarray  # D×C×K×K
+    z: np.ndarray | None  # pre-activation minus bias (NaN where unknown); None without forward constraints
+    report: LayerReport
+
+
+#: (layer index, layer, least-squares input C×H×W, its system) -> corrected input (the hybrid attack's refinement)
+Refiner = Callable[[int, ConvLayer, np.ndarray, LayerSystem], np.ndarray]
 
 
 @dataclass
@@ -557,7 +570,7 @@ def invert_network(
             nullspace_limit=nullspace_limit,
         )
         if refine is not None:
-            x = refine(index, layer, x)
+            x = refine(index, layer, x, LayerSystem(delta, grads[f"{layer.name}.weight"], weight, z, report))
         reports.append(report)
         inputs.append(x)
         x_next = x.reshape(-1)

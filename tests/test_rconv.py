@@ -1,0 +1,86 @@
+"""R-CONV on real images: exact recovery where the paper's rank conditions hold, honest reports where not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from fedleak.attacks import get_attack
+
+from fedleak.data.bundled import load_bundled
+from fedleak.metrics.image import psnr
+from fedleak.observe import observe
+from fedleak.training import batch_gradient
+from fedleak.types import ModelSpec, ThreatModel
+
+REPORT_FIELDS = {"layer", "method", "unknowns", "rank", "deficiency", "residual", "filters_kernel_condition"}
+
+
+def real_images(dataset: str, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real test images bundled in the foolbox wheel, as floats in [0, 1]."""
+    images = load_bundled(dataset, "test", None)
+    return images.images[indices].float() / 255.0, images.labels[indices]
+
+
+def gradient_observation(model_name: str, images: torch.Tensor, labels: torch.Tensor, activation=None, seed=0):
+    torch.manual_seed(seed)
+    spec = ModelSpec(model_name, images.shape[1], images.shape[-1], 10, activation)
+    model = spec.build()
+    update = batch_gradient(model, images, labels)  # float32, as a client sends it
+    return observe(spec, model.state_dict(), update, "gradient", ThreatModel(), {"batch_size": len(images)})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+@pytest.mark.parametrize("index", [0, 7])
+def test_rconv_is_exact_on_its_lenet(activation, index):
+    x, y = real_images("cifar10", [index])
+    result = get_attack("rconv")(gradient_observation("rconv-lenet", x, y, activation))
+    assert result.status == "ok", result.reason
+    assert float(psnr(result.images, x)[0]) >= 40.0
+    assert result.labels.tolist() == y.tolist()
+    layers = result.diagnostics["layers"]
+    assert all(REPORT_FIELDS <= set(layer) for layer in layers)
+    assert result.diagnostics["unique"]
+    # The gradient-only condition filters·kernel² ≥ H·W fails only at the first layer (12·25 < 32·32).
+    assert [layer["filters_kernel_condition"] for layer in layers] == [False, True, True, True]
+
+
+@pytest.mark.slow
+def test_rconv_is_exact_on_dlg_lenet_mnist():
+    x, y = real_images("mnist", [0])
+    result = get_attack("rconv")(gradient_observation("lenet", x, y))
+    assert result.status == "ok", result.reason
+    assert float(psnr(result.images, x)[0]) >= 40.0
+    layers = result.diagnostics["layers"]
+    assert [layer["filters_kernel_condition"] for layer in layers] == [False, True, True]
+    # Layer 2 (stride 2, 12 filters): gradient rows alone miss odd-odd pixels; forward rows fill them.
+    assert layers[1]["gradient_rank_per_channel"] < 14 * 14 and layers[1]["deficiency"] == 0
+
+
+@pytest.mark.slow
+def test_rconv_reports_a_mixture_for_batches():
+    x, y = real_images("mnist", [0, 1])
+    result = get_attack("rconv")(gradient_observation("lenet", x, y))
+    assert result.status == "ok"
+    assert result.images.shape == x.shape
+    assert "mixture" in result.diagnostics["batch_mixture"]
+    assert result.labels is None  # the bias-sign label rule holds for one image only
+
+
+def test_rconv_reports_deficient_layers_when_dead_relus_remove_rows():
+    x, y = real_images("cifar10", [3])
+    result = get_attack("rconv")(gradient_observation("rconv-lenet-o", x, y, "relu"))
+    deficiencies = [layer["deficiency"] for layer in result.diagnostics["layers"]]
+    if all(d == 0 for d in deficiencies):
+        pytest.skip("no dead-ReLU deficiency for this draw")
+    assert not result.diagnostics["unique"]
+    assert float(psnr(result.images, x)[0]) < 40.0  # the report says why: a layer is not uniquely solvable
+
+
+def test_rconv_rejects_bad_config():
+    from fedleak.errors import UserError
+
+    with pytest.raises(UserError):
+        get_attack("rconv", first_layer="sideways")
+    assert np.isfinite(get_attack("rconv", rcond=1e-8).config.rcond)
