@@ -131,3 +131,15 @@ def test_copa_index_weighs_deficiencies_near_the_input_most():
     assert copa_index([3, 0, 0]) == -3
     assert copa_index([0, 0, 3]) == -1
     assert copa_index([0, None, 0]) is None
+
+
+def test_unknown_pre_activations_drop_their_forward_rows():
+    # After a ReLU only live units give forward rows: z is NaN elsewhere and those rows are dropped.
+    conv, x, z, delta, geom = _layer(3, 12, 5, 2, 2, 16)
+    zb = (z - conv.bias[:, None, None]).detach()[0].numpy()
+    zb_partial = np.where(zb + conv.bias.detach().numpy()[:, None, None] > 0, zb, np.nan)
+    rec, report = solve_layer(geom, "l", delta[0].numpy(), conv.weight.grad.numpy(),
+                              weight=conv.weight.detach().numpy(), z=zb_partial)
+    assert report.forward_rows == int(np.isfinite(zb_partial).sum()) < geom.forward_rows
+    assert report.deficiency == 0
+    np.testing.assert_allclose(rec, x.detach()[0].numpy(), atol=1e-9)
