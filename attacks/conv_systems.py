@@ -474,15 +474,16 @@ def solve_layer(
         filters_kernel_condition=geom.filters_kernel_condition,
         residual=float("nan"),
     )
-    W = zvec = None
+    zvec = known = None
     if use_forward:
         # NaN entries of z are unknown pre-activations (dead ReLU units): their rows are dropped.
         zvec = np.asarray(z, dtype=np.float64).reshape(-1)
         known = np.isfinite(zvec)
-        W, zvec = forward_matrix(weight, geom)[known], zvec[known]
+        zvec = zvec[known]
         report.forward_rows = int(known.sum())
 
     if not use_gradient:
+        W = forward_matrix(weight, geom)[known]
         x, full, how = sparse_lstsq(*_scaled(W, zvec))
         report.method, report.notes = "forward", [how]
         _set_rank(report, geom.unknowns, full, lower_bound=max(geom.unknowns - W.shape[0], 0))
@@ -512,6 +513,7 @@ def solve_layer(
         return _to_image(x_channels, geom), report
 
     x_p = x_channels.T.reshape(-1)  # channel-major like the forward matrix columns
+    W = forward_matrix(weight, geom)[known]  # built only now: most layers never need it
     if C * nullity <= nullspace_limit and solved.null_basis.shape[1] == nullity:
         N = solved.null_basis
         blocks = [W[:, c * geom.pixels : (c + 1) * geom.pixels] @ N for c in range(C)]
