@@ -87,6 +87,10 @@ class SimulationResult:
     attacks_finished: int = 0
     attacks_failed: int = 0
     seconds: float = 0.0
+    #: Seconds from the start of round 1 until the last attack was scored (training and attacks, no startup).
+    work_seconds: float | None = None
+    #: Seconds spent in the interceptor's tap (observations, submissions, scoring).
+    tap_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -162,6 +166,7 @@ def simulate(
     evaluate = len(data.eval_indices) >= scenario.clients.count
     round_times: list[float] = []
     stop = threading.Event()
+    drained_at: list[float] = []
 
     def finish() -> None:
         # Flower shuts Ray down as soon as the ServerApp returns: collect every attack before that.
@@ -169,6 +174,7 @@ def simulate(
         try:
             if tap is not None and not stop.is_set():
                 tap.drain()
+            drained_at.append(time.perf_counter())
         finally:
             if pool is not None:
                 pool.close()
@@ -186,7 +192,10 @@ def simulate(
             raise
     result = SimulationResult(run_dir=run_dir if write else None, round_times=round_times,
                               seconds=time.perf_counter() - start)
+    if round_times and drained_at:
+        result.work_seconds = drained_at[0] - round_times[0]
     if tap is not None:
+        result.tap_seconds = tap.ledger.tap_seconds
         result.problems = check_run(scenario, tap.ledger)
         result.attacks_finished = tap.ledger.attacks_finished
         result.attacks_failed = tap.ledger.attacks_failed

@@ -51,6 +51,8 @@ class RunLedger:
     attacks_submitted: int = 0
     attacks_finished: int = 0
     attacks_failed: int = 0
+    #: Time spent inside the tap (building observations, submitting, scoring): the interception's own cost.
+    tap_seconds: float = 0.0
 
 
 def scheduled(attack: AttackConfig, server_round: int, client: int) -> bool:
@@ -113,6 +115,7 @@ class LeakageTap(ReplyTap):
 
     # -- ReplyTap ------------------------------------------------------------------------------------------
     def on_train_replies(self, server_round: int, sent: ArrayRecord, replies: list[Message]) -> None:
+        start = time.perf_counter()
         weights = sent.to_torch_state_dict()
         clients = self.ledger.clients_per_round.setdefault(server_round, set())
         for reply in replies:
@@ -124,6 +127,7 @@ class LeakageTap(ReplyTap):
             self._submit(observation, context)
         self.progress.round_trained(server_round, len(clients))
         self.collect()
+        self.ledger.tap_seconds += time.perf_counter() - start
 
     def on_train_aggregated(self, server_round: int, metrics: MetricRecord | None) -> None:
         if metrics is not None and protocol.TRAIN_LOSS in metrics:
@@ -149,6 +153,7 @@ class LeakageTap(ReplyTap):
         self.ledger.round_seconds[server_round] = seconds
         self.progress.round_evaluated(server_round, loss, accuracy)
         self.collect()
+        self.ledger.tap_seconds += time.perf_counter() - now
 
     # -- attacks -------------------------------------------------------------------------------------------
     def _submit(self, observation: Observation, context: ScoringContext) -> None:
