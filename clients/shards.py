@@ -49,6 +49,14 @@ class FederatedData:
             raise ValueError(f"client {client} has an empty shard; give it data (clients.partition) or fewer clients")
         return np.asarray(self._batch_indices(shard, batch_size, self.scenario.seed, client, server_round))
 
+    def check_batches(self) -> None:
+        """Fail early, in the launching process, when a client's shard cannot fill its batch.
+
+        Inside the simulation the same error would only surface as a failed client reply.
+        """
+        for client in range(self.scenario.clients.count):
+            self.batch_indices(client, 1)
+
     def eval_indices_of(self, client: int) -> np.ndarray:
         """This client's equal slice of the held-out set; the weighted mean over clients covers all of it."""
         return np.array_split(self.eval_indices, self.scenario.clients.count)[client]

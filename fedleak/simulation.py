@@ -147,6 +147,7 @@ def simulate(
 
     start = time.perf_counter()
     data = FederatedData(scenario, base_dir=base_dir)
+    data.check_batches()
     spec = data.model_spec()
     weights = initial_weights(scenario, spec, base_dir)
     writer = None

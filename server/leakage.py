@@ -21,7 +21,7 @@ from flwr.app import ArrayRecord, Message, MetricRecord
 from fedleak.config.schema import AttackConfig, Scenario
 from fedleak.observe import observe
 from fedleak.runtime import AttackExecutor, AttackOutcome
-from fedleak.types import ModelSpec, Observation
+from fedleak.types import ModelSpec, Observation, Reconstruction
 
 #: Look up (images, labels) of the data source at the given indices: ground truth, for the scorer only.
 GroundTruth = Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]]
@@ -187,12 +187,20 @@ class LeakageTap(ReplyTap):
         context: ScoringContext = outcome.context
         true_images, true_labels = self.ground_truth(np.asarray(context.indices, dtype=np.int64))
         recon = outcome.reconstruction
-        record = score_reconstruction(
-            recon, true_images, true_labels, round=context.round, client=context.client, attack=outcome.attack,
-            batch_size=context.batch_size, local_steps=context.local_steps, lr=context.lr,
-            update_kind=context.update_kind, defense="none", threat=self.scenario.threat_model,
-            success_psnr=self.scenario.output.success_psnr,
-        )
+
+        def score(reconstruction: Reconstruction):
+            return score_reconstruction(
+                reconstruction, true_images, true_labels, round=context.round, client=context.client,
+                attack=outcome.attack, batch_size=context.batch_size, local_steps=context.local_steps,
+                lr=context.lr, update_kind=context.update_kind, defense="none", threat=self.scenario.threat_model,
+                success_psnr=self.scenario.output.success_psnr,
+            )
+
+        try:
+            record = score(recon)
+        except Exception as exc:  # noqa: BLE001 — e.g. an attack returned the wrong shape: a failed row, not a dead run
+            recon = Reconstruction.failed(f"unscorable result: {type(exc).__name__}: {exc}", seconds=recon.seconds)
+            record = score(recon)
         ok = record.status == "ok"
         self.ledger.attacks_finished += 1
         self.ledger.attacks_failed += 0 if ok else 1

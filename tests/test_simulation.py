@@ -16,6 +16,7 @@ from fedleak.attacks import ATTACKS, Attack, register_attack
 from fedleak.server.leakage import RunLedger
 
 from fedleak.config.loader import load_scenario, parse_scenario
+from fedleak.config.schema import AttackConfig
 from fedleak.simulation import check_run, simulate
 from fedleak.types import Observation, Reconstruction
 
@@ -82,17 +83,26 @@ def test_smoke_scenario_on_ray_pool(tmp_path, tmp_path_factory):
         pytest.skip(f"smoke.yaml needs attacks not registered in this checkout: {', '.join(missing)}")
     scenario = load_scenario(ROOT / "scenarios" / "smoke.yaml")
     names = {attack.name for attack in scenario.attacks}
+    # One extra job that cannot finish in time: the pool must stop it, replace its worker and go on.
+    endless = AttackConfig(name="dlg", rounds=[1], clients=[1],
+                           params={"iterations": 10**6, "tolerance": 0.0, "stall_check": 0, "max_redraws": 0})
+    scenario = scenario.model_copy(update={
+        "attacks": [*scenario.attacks, endless],
+        "executor": scenario.executor.model_copy(update={"timeout_s": 8.0}),
+    })
     run_dir = tmp_path / "smoke"
     result = simulate(scenario, run_dir=run_dir, base_dir=ROOT / "scenarios", executor="ray", progress=False,
                       ray_temp_dir=tmp_path_factory.mktemp("ray"))
     assert result.ok, result.problems
     leakage = _rows(run_dir / "leakage.csv")
     expected = {(r, c, a) for r in range(1, scenario.training.rounds + 1) for c in range(scenario.clients.count)
-                for a in names}
+                for a in names} | {(1, 1, "dlg")}
     assert {(int(r["round"]), int(r["client"]), r["attack"]) for r in leakage} == expected
     assert len(leakage) == len(expected)
-    assert all(r["status"] in ("ok", "failed") for r in leakage)
-    assert any(r["status"] == "ok" and r["psnr"] for r in leakage), "no attack on the smoke run produced images"
+    stopped = [r for r in leakage if r["attack"] == "dlg"]
+    assert stopped[0]["status"] == "failed" and stopped[0]["reason"].startswith("timeout"), stopped
+    smoke_rows = [r for r in leakage if r["attack"] in names]
+    assert any(r["status"] == "ok" and r["psnr"] for r in smoke_rows), "no smoke attack produced images"
     assert len(_rows(run_dir / "rounds.csv")) == scenario.training.rounds
 
 

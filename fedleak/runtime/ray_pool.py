@@ -8,8 +8,9 @@ Facts this design follows (measured with Flower 1.41 and Ray 2.55, see the proje
 - Flower calls ``ray.shutdown()`` when the simulation ends: the server must ``drain()`` before its main returns.
 - A large payload costs per call; the round's global weights are ``ray.put`` once and passed by reference.
 
-Each actor runs one attack at a time; jobs beyond the idle actors wait here, so the timeout counts from the moment a
-job starts on an actor. A job past ``timeout_s`` has its actor killed and replaced, and becomes a failed row.
+Each actor runs one attack at a time and takes jobs only once it has started (imported torch and the attacks); jobs
+beyond the idle actors wait here, so the timeout counts from the moment a job starts on a ready actor. A job past
+``timeout_s`` has its actor killed and replaced, and becomes a failed row.
 """
 
 from __future__ import annotations
@@ -81,11 +82,14 @@ class RayPoolExecutor(AttackExecutor):
         self._device = resolve_device(device)
         self._actors: list[Any] = []
         self._idle: collections.deque[int] = collections.deque()
+        self._starting: dict[Any, int] = {}  # ready() reference → actor index, until the actor has started
         self._queue: collections.deque[_Job] = collections.deque()
         self._running: dict[Any, _Running] = {}
         self._weights_round: Any = None
         self._weights_ref: Any = None
         self._owns_ray = False
+        self._start_failures = 0
+        self._broken: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def _start(self) -> None:
@@ -94,14 +98,16 @@ class RayPoolExecutor(AttackExecutor):
         if not ray.is_initialized():
             ray.init(**{"logging_level": "ERROR", "log_to_driver": False, **self.ray_init_args})
             self._owns_ray = True
-        for _ in range(self.workers):
-            self._actors.append(self._new_actor())
-        self._idle.extend(range(self.workers))
+        self._actors = [None] * self.workers
+        for index in range(self.workers):
+            self._launch_actor(index)
 
-    def _new_actor(self) -> Any:
+    def _launch_actor(self, index: int) -> None:
         gpu_share = 1.0 / self.workers if self._device.startswith("cuda") else 0
         actor_cls = ray.remote(num_cpus=0, num_gpus=gpu_share, max_restarts=0)(AttackWorker)
-        return actor_cls.remote(self.threads)
+        actor = actor_cls.remote(self.threads)
+        self._actors[index] = actor
+        self._starting[actor.ready.remote()] = index
 
     def close(self) -> None:
         for actor in self._actors:
@@ -109,7 +115,7 @@ class RayPoolExecutor(AttackExecutor):
                 ray.kill(actor)
             except Exception:  # noqa: BLE001 — Ray may already be shut down (Ctrl-C); the actor is gone then
                 pass
-        self._actors, self._running = [], {}
+        self._actors, self._running, self._starting = [], {}, {}
         self._idle.clear()
         self._queue.clear()
         if self._owns_ray and ray.is_initialized():
@@ -123,7 +129,7 @@ class RayPoolExecutor(AttackExecutor):
         weights = self._shared_weights(observation)
         light = dataclasses.replace(observation, global_weights={})
         self._queue.append(_Job(future, light, attack, job_seed(self.seed, attack.name, observation), weights))
-        self._pump()
+        self._wait_some(max_wait=0.0)
         while self.pending >= self.max_in_flight:
             self._wait_some(max_wait=1.0)
         return future
@@ -143,25 +149,47 @@ class RayPoolExecutor(AttackExecutor):
     # -- progress --------------------------------------------------------------------------------------------
     def _pump(self) -> None:
         """Start queued jobs on idle actors."""
+        while self._broken and self._queue:
+            self._finish(self._queue.popleft().future, Reconstruction.failed(self._broken))
         while self._queue and self._idle:
             job, index = self._queue.popleft(), self._idle.popleft()
             ref = self._actors[index].run.remote(job.observation, job.weights, job.attack, self._device, job.seed)
             self._running[ref] = _Running(job, index, time.monotonic())
 
     def _wait_some(self, max_wait: float) -> None:
-        """Collect finished jobs (waiting up to ``max_wait`` s for one), stop overdue ones, start queued ones."""
-        if self._running:
-            now = time.monotonic()
-            next_deadline = min(r.started + self.timeout_s for r in self._running.values())
-            wait = max(0.0, min(max_wait, next_deadline - now))
-            ready, rest = ray.wait(list(self._running), num_returns=1, timeout=wait)
+        """Collect finished jobs and started actors (waiting up to ``max_wait`` s for one), stop overdue jobs,
+        start queued ones."""
+        watched = [*self._running, *self._starting]
+        if watched:
+            wait = max_wait
+            if self._running:
+                next_deadline = min(r.started + self.timeout_s for r in self._running.values())
+                wait = max(0.0, min(max_wait, next_deadline - time.monotonic()))
+            ready, rest = ray.wait(watched, num_returns=1, timeout=wait)
             if ready and rest:
                 # Collect everything else that finished meanwhile, without waiting.
                 ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
             for ref in ready:
-                self._finish_ref(ref)
+                if ref in self._starting:
+                    self._actor_started(ref)
+                else:
+                    self._finish_ref(ref)
             self._stop_overdue()
         self._pump()
+
+    def _actor_started(self, ref: Any) -> None:
+        index = self._starting.pop(ref)
+        try:
+            ray.get(ref)
+        except Exception as exc:  # noqa: BLE001 — a worker that cannot start is replaced, a few times
+            self._start_failures += 1
+            if self._start_failures > 3 * self.workers:
+                # Nothing will ever run: every job, queued now or later, fails instead of hanging the run.
+                self._broken = f"attack worker cannot start: {type(exc).__name__}: {exc}"
+                return
+            self._launch_actor(index)
+            return
+        self._idle.append(index)
 
     def _finish_ref(self, ref: Any) -> None:
         running = self._running.pop(ref)
@@ -186,8 +214,7 @@ class RayPoolExecutor(AttackExecutor):
 
     def _replace_actor(self, index: int) -> None:
         ray.kill(self._actors[index])
-        self._actors[index] = self._new_actor()
-        self._idle.append(index)
+        self._launch_actor(index)
 
     def _collect(self, block: bool) -> None:
         self._wait_some(max_wait=0.0)
