@@ -1,0 +1,186 @@
+"""The shared gradient-matching loop: recovery on tiny models, divergence and stall handling, local steps, options."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from fedleak.attacks.matching import (
+    MatchConfig,
+    gradient_update_fn,
+    local_steps_update_fn,
+    match_gradients,
+    matching_problem,
+    random_init,
+    reference_scale,
+    update_distance,
+)
+
+from fedleak.metrics import psnr
+from fedleak.observe import observe
+from fedleak.training import batch_gradient, local_steps_update
+from fedleak.types import ModelSpec, ThreatModel
+
+
+def _victim(name: str, channels: int, size: int, batch: int, seed: int = 0):
+    spec = ModelSpec(name, channels, size, 10)
+    torch.manual_seed(seed)
+    model = spec.build()
+    generator = torch.Generator().manual_seed(seed + 100)
+    images = torch.rand(batch, channels, size, size, generator=generator)
+    labels = torch.arange(batch) * 3 % 10
+    return spec, model, images, labels
+
+
+def test_l2_matching_recovers_an_image_through_a_linear_model() -> None:
+    _, model, images, labels = _victim("linreg", 1, 8, 1)
+    target = batch_gradient(model, images, labels)
+    config = MatchConfig(iterations=30, tolerance=1e-12)
+    result = match_gradients(model, target, random_init((1, 1, 8, 8), "gray"), labels, config)
+    assert result.status == "ok" and result.images.shape == images.shape
+    assert float(psnr(result.images.clamp(0, 1), images)) > 60
+
+
+def test_l2_matching_recovers_a_batch_on_a_tiny_sigmoid_lenet() -> None:
+    _, model, images, labels = _victim("lenet", 1, 8, 2)
+    target = batch_gradient(model, images, labels)
+    config = MatchConfig(iterations=60, tolerance=1e-10)
+    result = match_gradients(model, target, random_init((2, 1, 8, 8), "gray"), labels, config)
+    assert result.images.shape == (2, 1, 8, 8)
+    assert float(psnr(result.images.clamp(0, 1), images).min()) > 35
+
+
+def test_soft_labels_are_learned_when_labels_are_not_given() -> None:
+    _, model, images, labels = _victim("lenet", 1, 8, 1, seed=3)
+    target = batch_gradient(model, images, labels)
+    config = MatchConfig(iterations=60, tolerance=1e-10)
+    result = match_gradients(model, target, random_init((1, 1, 8, 8), "normal"), None, config, num_classes=10)
+    assert result.labels.shape == (1, 10) and torch.allclose(result.labels.sum(-1), torch.ones(1))
+    assert int(result.labels.argmax()) == int(labels)
+    assert float(psnr(result.images.clamp(0, 1), images)) > 30
+
+
+def _nan_for_first_calls(update_fn, poisoned_calls: int):
+    calls = {"n": 0}
+
+    def update(images, labels):
+        calls["n"] += 1
+        out = update_fn(images, labels)
+        if calls["n"] <= poisoned_calls:
+            return {k: v * float("nan") for k, v in out.items()}
+        return out
+
+    return update
+
+
+def test_a_diverged_attempt_is_abandoned_and_redrawn() -> None:
+    _, model, images, labels = _victim("linreg", 1, 4, 1)
+    target = batch_gradient(model, images, labels)
+    update = _nan_for_first_calls(gradient_update_fn(model), poisoned_calls=3)
+    config = MatchConfig(iterations=20, max_redraws=3)
+    result = match_gradients(update, target, random_init((1, 1, 4, 4), "gray"), labels, config)
+    assert result.status == "ok"
+    assert result.attempts[0]["outcome"] == "diverged" and result.attempts[-1]["outcome"] == "ok"
+    assert result.diverged >= 1 and math.isfinite(result.loss)
+
+
+def test_all_attempts_diverging_gives_a_failed_result_with_a_reason() -> None:
+    _, model, images, labels = _victim("linreg", 1, 4, 1)
+    target = batch_gradient(model, images, labels)
+    update = _nan_for_first_calls(gradient_update_fn(model), poisoned_calls=10**9)
+    config = MatchConfig(iterations=5, restarts=1, max_redraws=2)
+    result = match_gradients(update, target, random_init((1, 1, 4, 4), "gray"), labels, config)
+    assert result.status == "failed" and result.images is None
+    assert "all 3 attempts diverged" in result.reason and len(result.attempts) == 3
+
+
+def test_a_stalled_attempt_is_redrawn_but_stays_a_candidate() -> None:
+    _, model, images, labels = _victim("linreg", 1, 4, 1)
+    target = batch_gradient(model, images, labels)
+    # An impossible stall bar: every attempt stalls, the best finite one is still returned.
+    config = MatchConfig(iterations=10, stall_check=1, stall_ratio=0.0, max_redraws=2)
+    result = match_gradients(model, target, random_init((1, 1, 4, 4), "normal"), labels, config)
+    assert [a["outcome"] for a in result.attempts] == ["stalled"] * 3
+    assert result.status == "ok" and result.images is not None
+    assert result.loss == min(a["loss"] for a in result.attempts)
+
+
+def test_restarts_keep_the_attempt_with_the_lowest_objective_and_are_deterministic() -> None:
+    _, model, images, labels = _victim("lenet", 1, 8, 1)
+    target = batch_gradient(model, images, labels)
+    config = MatchConfig(distance="cosine", optimizer="adam", lr=0.1, iterations=15, restarts=3,
+                         signed_gradients=True, lr_schedule=True, parametrization="clamp", tv_weight=1e-3)
+    runs = [
+        match_gradients(model, target, random_init((1, 1, 8, 8), "uniform"), labels, config,
+                        generator=torch.Generator().manual_seed(7))
+        for _ in range(2)
+    ]
+    assert len(runs[0].attempts) == 3
+    assert runs[0].loss == min(a["loss"] for a in runs[0].attempts)
+    assert torch.equal(runs[0].images, runs[1].images)
+    assert 0 <= float(runs[0].images.min()) and float(runs[0].images.max()) <= 1
+
+
+def test_early_stop_snapshots_filter_and_penalty() -> None:
+    _, model, images, labels = _victim("linreg", 1, 4, 1)
+    target = batch_gradient(model, images, labels)
+    config = MatchConfig(iterations=200, tolerance=1e-6, snapshot_every=1)
+    seen = []
+
+    def penalty(x):
+        seen.append(x.shape)
+        return 0.0 * x.sum()
+
+    result = match_gradients(model, target, random_init((1, 1, 4, 4), "gray"), labels, config,
+                             param_filter=lambda name: name.endswith("weight"), extra_penalty=penalty)
+    record = result.attempts[0]
+    assert record["stop"].startswith("converged") and record["iterations"] < 200
+    assert len(result.history) == record["iterations"] and seen
+    with pytest.raises(ValueError, match="nothing to match"):
+        match_gradients(model, target, images, labels, config, param_filter=lambda name: False)
+
+
+def test_cosine_distance_ignores_scale_and_l2_scale_is_the_target_norm() -> None:
+    target = {"a": torch.tensor([1.0, 2.0]), "b": torch.tensor([[3.0]])}
+    scaled = {k: 5 * v for k, v in target.items()}
+    assert float(update_distance(scaled, target, "cosine")) == pytest.approx(0.0, abs=1e-6)
+    zero = {k: torch.zeros_like(v) for k, v in target.items()}
+    assert float(update_distance(zero, target, "l2")) == pytest.approx(reference_scale(target, "l2"))
+    assert reference_scale(target, "cosine") == 2
+
+
+def test_local_steps_simulation_matches_a_two_step_update() -> None:
+    spec, model, images, labels = _victim("lenet", 1, 8, 1, seed=1)
+    lr, steps = 0.1, 2
+    new_weights = local_steps_update(model, images, labels, steps=steps, lr=lr)
+    observation = observe(spec, model.state_dict(), new_weights, "local_steps", ThreatModel(),
+                          {"lr": lr, "local_steps": steps, "batch_size": 1})
+    problem = matching_problem(observation, torch.device("cpu"))
+    assert problem.update_mode == "simulate"
+    # The simulated pseudo-gradient at the true input reproduces the observation exactly.
+    at_truth = problem.update_fn(images, labels)
+    assert all(torch.allclose(at_truth[k], problem.target[k], atol=1e-6) for k in problem.target)
+    config = MatchConfig(iterations=60, tolerance=1e-10)
+    result = match_gradients(problem.update_fn, problem.target, random_init((1, 1, 8, 8), "gray"), labels, config)
+    assert float(psnr(result.images.clamp(0, 1), images)) > 30
+    assert matching_problem(observation, torch.device("cpu"), "pseudo_gradient").update_mode == "pseudo_gradient"
+
+
+def test_simulation_needs_the_granted_hyperparameters() -> None:
+    spec, model, images, labels = _victim("linreg", 1, 4, 1)
+    new_weights = local_steps_update(model, images, labels, steps=2, lr=0.1)
+    hidden = ThreatModel(local_hparams_known=False)
+    observation = observe(spec, model.state_dict(), new_weights, "local_steps", hidden, {"lr": 0.1, "local_steps": 2})
+    assert matching_problem(observation, torch.device("cpu")).update_mode == "pseudo_gradient"
+    with pytest.raises(ValueError, match="needs the client's lr and local_steps"):
+        matching_problem(observation, torch.device("cpu"), "simulate")
+    with pytest.raises(ValueError, match="steps >= 1"):
+        local_steps_update_fn(model, dict(model.named_parameters()), 0, 0.1)
+
+
+def test_config_rejects_unknown_choices() -> None:
+    with pytest.raises(ValueError, match="distance"):
+        MatchConfig(distance="l1")
+    with pytest.raises(ValueError, match="parametrization"):
+        MatchConfig(parametrization="tanh")
