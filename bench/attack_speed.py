@@ -1,0 +1,140 @@
+"""Speed of fedleak's ``dlg`` and ``idlg`` against a plain reference DLG loop, side by side in one process.
+
+    python bench/attack_speed.py                      # CIFAR-10 test images 0-4 on DLG's LeNet
+    python bench/attack_speed.py --images 1 2 --out runs/bench-speed.json
+
+The baseline is the loop of the DLG paper (Zhu et al. 2019, arXiv 1906.08935), written here from its description:
+random normal dummy image and dummy label logits, L-BFGS with torch's defaults (lr 1, 20 inner iterations,
+history 100), squared L2 distance between gradients, 300 iterations, no restarts, no early stop. It runs twice: with
+torch's default thread count (what a user gets) and with one thread (what fedleak's loop uses), so the gain from
+threading is separated from the algorithmic one.
+
+Per image and method: time until the image first reaches 30 dB PSNR (peak 1), final PSNR, total time and number of
+gradient evaluations. The baseline's time to 30 dB is measured by scoring after every iteration (an oracle stop no
+real attacker has); fedleak's attacks stop by themselves, and their *total* time is reported as their time to
+30 dB when they end at or above 30 dB (an upper bound). Ratios are fedleak time / baseline time to 30 dB.
+Timings on a shared machine are noisy: the evaluation counts do not depend on load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from fedleak.attacks import get_attack
+
+from fedleak.config.schema import DataConfig
+from fedleak.data import load_images
+from fedleak.metrics import psnr
+from fedleak.observe import observe
+from fedleak.training import batch_gradient
+from fedleak.types import ModelSpec, ThreatModel
+
+SUCCESS_DB = 30.0
+
+
+def reference_dlg(model: torch.nn.Module, target: list[torch.Tensor], truth: torch.Tensor, num_classes: int,
+                  seed: int, iterations: int = 300) -> dict[str, Any]:
+    """The plain DLG loop; scores every iteration against ``truth`` only to time the first success."""
+    torch.manual_seed(seed)
+    dummy = torch.randn(truth.shape).requires_grad_(True)
+    label_logits = torch.randn(truth.shape[0], num_classes).requires_grad_(True)
+    optimizer = torch.optim.LBFGS([dummy, label_logits])
+    evaluations = 0
+
+    def closure() -> torch.Tensor:
+        nonlocal evaluations
+        evaluations += 1
+        optimizer.zero_grad()
+        soft = F.softmax(label_logits, dim=-1)
+        loss = -(soft * F.log_softmax(model(dummy), dim=-1)).sum(-1).mean()
+        grads = torch.autograd.grad(loss, list(model.parameters()), create_graph=True)
+        distance = sum(((g - t) ** 2).sum() for g, t in zip(grads, target, strict=True))
+        distance.backward()
+        return distance
+
+    start, first_success, evals_at_success = time.perf_counter(), None, None
+    for _ in range(iterations):
+        optimizer.step(closure)
+        if first_success is None and float(psnr(dummy.detach().clamp(0, 1), truth)) >= SUCCESS_DB:
+            first_success, evals_at_success = time.perf_counter() - start, evaluations
+    final = float(psnr(dummy.detach().clamp(0, 1), truth))
+    return {"seconds_to_30db": first_success, "evaluations_to_30db": evals_at_success, "final_psnr": final,
+            "seconds": time.perf_counter() - start, "evaluations": evaluations}
+
+
+def fedleak_attack(name: str, spec: ModelSpec, model: torch.nn.Module, truth: torch.Tensor, labels: torch.Tensor,
+                   seed: int) -> dict[str, Any]:
+    obs = observe(spec, model.state_dict(), batch_gradient(model, truth, labels), "gradient", ThreatModel(),
+                  {"batch_size": truth.shape[0]})
+    result = get_attack(name, seed=seed)(obs)
+    final = float(psnr(result.images, truth)) if result.images is not None else -math.inf
+    return {"seconds_to_30db": result.seconds if final >= SUCCESS_DB else None, "final_psnr": final,
+            "seconds": result.seconds, "evaluations": result.diagnostics.get("evaluations"),
+            "attempts": result.diagnostics.get("attempts")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="CIFAR-10 test indices")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    image_set = load_images(DataConfig(dataset="cifar10", split="test"))
+    default_threads = torch.get_num_threads()
+    methods = [f"baseline ({default_threads} threads)", "baseline (1 thread)", "fedleak dlg", "fedleak idlg"]
+    rows: list[dict[str, Any]] = []
+    for index in args.images:
+        truth, labels = image_set.get([index])
+        spec = ModelSpec("lenet", 3, 32, 10)
+        torch.manual_seed(index)
+        model = spec.build()
+        target = [g.detach() for g in batch_gradient(model, truth, labels).values()]
+        for method in methods:
+            if method.startswith("baseline"):
+                torch.set_num_threads(1 if "1 thread" in method else default_threads)
+                row = reference_dlg(model, target, truth, 10, seed=index)
+                torch.set_num_threads(default_threads)
+            else:
+                row = fedleak_attack(method.split()[-1], spec, model, truth, labels, seed=index)
+            rows.append({"image": index, "method": method, **row})
+            t30 = row["seconds_to_30db"]
+            print(f"image {index} {method:22s} to 30 dB: {'never' if t30 is None else f'{t30:7.1f}s'}  "
+                  f"final {row['final_psnr']:6.2f} dB  total {row['seconds']:7.1f}s  evals {row['evaluations']}",
+                  flush=True)
+    print()
+    print(f"{'method':22s} {'reached 30 dB':>13s} {'median final':>12s} {'sum time to 30 dB*':>18s} "
+          f"{'sum evals':>10s}")
+    # Time sums over the images every method brought to 30 dB, so the comparison covers the same images.
+    common = [i for i in args.images if all(r["seconds_to_30db"] is not None for r in rows if r["image"] == i)]
+    summary: dict[str, Any] = {"common_images": common}
+    for method in methods:
+        mine = [r for r in rows if r["method"] == method]
+        reached = sum(r["seconds_to_30db"] is not None for r in mine)
+        t30 = sum(r["seconds_to_30db"] for r in mine if r["image"] in common)
+        evals = sum(r["evaluations"] or 0 for r in mine if r["image"] in common)
+        median = statistics.median(r["final_psnr"] for r in mine)
+        summary[method] = {"reached": reached, "median_final_psnr": median, "time_to_30db_common": t30,
+                           "evaluations_common": evals}
+        print(f"{method:22s} {reached:>8d}/{len(mine):<4d} {median:>10.2f}dB {t30:>17.1f}s {evals:>10d}")
+    print(f"* over the images every method reached 30 dB on: {common}")
+    for baseline in methods[:2]:
+        for mine in methods[2:]:
+            if summary[baseline]["time_to_30db_common"] > 0:
+                ratio = summary[mine]["time_to_30db_common"] / summary[baseline]["time_to_30db_common"]
+                summary[f"ratio {mine} / {baseline}"] = ratio
+                print(f"{mine} / {baseline}: time ratio {ratio:.2f}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
