@@ -88,7 +88,7 @@ def test_smoke_scenario_on_ray_pool(tmp_path, tmp_path_factory):
                            params={"iterations": 10**6, "tolerance": 0.0, "stall_check": 0, "max_redraws": 0})
     scenario = scenario.model_copy(update={
         "attacks": [*scenario.attacks, endless],
-        "executor": scenario.executor.model_copy(update={"timeout_s": 8.0}),
+        "executor": scenario.executor.model_copy(update={"timeout_s": 10.0}),
     })
     run_dir = tmp_path / "smoke"
     result = simulate(scenario, run_dir=run_dir, base_dir=ROOT / "scenarios", executor="ray", progress=False,
