@@ -19,7 +19,14 @@ from dataclasses import dataclass
 import torch
 from fedleak.attacks.base import Attack, register_attack
 from fedleak.attacks.labels import infer_labels
-from fedleak.attacks.matching import MatchConfig, match_gradients, matching_problem, random_init, to_reconstruction
+from fedleak.attacks.matching import (
+    MatchConfig,
+    check_choice,
+    match_gradients,
+    matching_problem,
+    random_init,
+    to_reconstruction,
+)
 
 from fedleak.types import Observation, Reconstruction
 
@@ -42,6 +49,12 @@ class InvertingGradients(Attack):
         local_steps_mode: str = "auto"
         batch_size: int | None = None
         snapshot_every: int = 0
+
+        def __post_init__(self) -> None:
+            check_choice("init", self.init, ("normal", "uniform", "gray"))
+            check_choice("local_steps_mode", self.local_steps_mode, ("auto", "pseudo_gradient", "simulate"))
+            check_choice("label_method", self.label_method, ("auto", "idlg", "bias_sign", "counts"))
+            self.match_config()  # validates the loop settings now, not at the first observation
 
         def match_config(self) -> MatchConfig:
             return MatchConfig(

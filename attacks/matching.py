@@ -449,6 +449,12 @@ def matching_problem(
     return MatchingProblem(model, update_fn, target, int(batch_size), shape, spec.num_classes, mode, notes)
 
 
+def check_choice(field_name: str, value: object, choices: tuple[str, ...]) -> None:
+    """Raise a one-line ValueError naming the field when ``value`` is not one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{field_name} must be one of {', '.join(choices)}; got {value!r}")
+
+
 def random_init(shape: tuple[int, ...], kind: Literal["normal", "uniform", "gray"]) -> InitFn:
     """A start drawer: ``normal`` (DLG's randn), ``uniform`` on [0, 1], or ``gray`` (0.5 plus small noise)."""
     if kind not in ("normal", "uniform", "gray"):
