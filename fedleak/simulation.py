@@ -40,11 +40,15 @@ def configure_logging(verbose: bool) -> None:
             os.environ.setdefault(key, value)
 
 
-class _DropDeprecationNotice(logging.Filter):
-    """Hide Flower's notice that run_simulation is deprecated: the choice is deliberate (see module docstring)."""
+class _DropKnownNotices(logging.Filter):
+    """Hide Flower warnings about choices made on purpose: run_simulation is deprecated (see the module docstring);
+    evaluation is skipped when a scenario holds out no images (the run's rounds.csv says so with empty columns)."""
+
+    _NOTICES = ("run_simulation", "Federated evaluation will be skipped")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "run_simulation" not in record.getMessage()
+        message = record.getMessage()
+        return not any(notice in message for notice in self._NOTICES)
 
 
 def launch_flower(
@@ -56,7 +60,7 @@ def launch_flower(
     from flwr.supercore.logger import FLOWER_LOGGER, update_console_handler
 
     update_console_handler(level=logging.INFO if verbose else logging.WARNING)
-    notice_filter = _DropDeprecationNotice()
+    notice_filter = _DropKnownNotices()
     if not verbose:
         FLOWER_LOGGER.addFilter(notice_filter)
     init_args: dict[str, Any] = {"include_dashboard": False}
