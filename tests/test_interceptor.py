@@ -219,3 +219,41 @@ def test_tap_exceptions_are_not_swallowed_and_base_tap_is_inert():
     arrays, _ = _aggregate(InterceptingStrategy(_plain("gradient"), ReplyTap()), weights,
                            _replies("gradient", weights, [1, 1, 1]))
     assert arrays is not None
+
+
+def test_stoppable_grid_collects_replies_and_gives_up_once_stopped():
+    import threading
+    from types import SimpleNamespace
+
+    from fedleak.server.grid import RunStopped, StoppableGrid
+
+    class SlowGrid:
+        """Replies to one pushed message per pull; knows two nodes."""
+
+        pull_interval = 0.0
+
+        def __init__(self):
+            self.pending: list[str] = []
+
+        def get_node_ids(self):
+            return [1, 2]
+
+        def push_messages(self, messages):
+            self.pending = [f"m{i}" for i, _ in enumerate(messages)]
+            return list(self.pending)
+
+        def pull_messages(self, ids):
+            if not self.pending:
+                return []
+            return [SimpleNamespace(metadata=SimpleNamespace(reply_to_message_id=self.pending.pop(0)))]
+
+    stop = threading.Event()
+    grid = StoppableGrid(SlowGrid(), stop)
+    replies = grid.send_and_receive(["a", "b", "c"], timeout=5)
+    assert sorted(r.metadata.reply_to_message_id for r in replies) == ["m0", "m1", "m2"]
+    assert list(grid.get_node_ids()) == [1, 2]
+    stop.set()
+    with pytest.raises(RunStopped):
+        grid.get_node_ids()
+    with pytest.raises(RunStopped):
+        grid.send_and_receive(["a"], timeout=5)
