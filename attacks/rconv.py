@@ -98,6 +98,8 @@ def analytic_result(observation: Observation, walk, net) -> Reconstruction:
         "bias_checks": walk.bias_checks,
         "unique": all(r.deficiency == 0 for r in walk.reports),
         "label_rule": "argmin of the FC bias gradient (exact for one sample)",
+        # Near zero means a saturated softmax: float32 rounding then leaves little or no signal in the update.
+        "fc_bias_grad_max": float(bias_grad.abs().max()),
     }
     if batch > 1:
         diagnostics["batch_mixture"] = (
