@@ -52,23 +52,24 @@ def is_activation(module: nn.Module) -> bool:
     return isinstance(module, nn.ReLU | nn.LeakyReLU | nn.Sigmoid | nn.Tanh | nn.Identity)
 
 
-def derivative_from_output(y: np.ndarray, spec: ActivationSpec, dead_tol: float = 1e-6) -> np.ndarray:
+def derivative_from_output(y: np.ndarray, spec: ActivationSpec, dead_tol: float = 1e-5) -> np.ndarray:
     """``sigma'(z)`` expressed in the output ``y``.
 
     Args:
         y: recovered activation outputs.
         spec: the activation.
-        dead_tol: for ReLU and LeakyReLU, outputs with ``y <= dead_tol * max|y|`` count as non-positive. The recovered
-            ``y`` carries the float32 rounding of the observed gradient, so an exact zero test would call dead
-            units alive.
+        dead_tol: for ReLU, outputs with ``y <= dead_tol * max|y|`` count as dead. A dead unit's recovered output is
+            zero only up to the rounding of the solves below it, so an exact zero test would call dead units alive.
     """
     y = np.asarray(y, dtype=np.float64)
     if spec.kind == "identity":
         return np.ones_like(y)
-    if spec.kind in ("relu", "leaky_relu"):
-        threshold = dead_tol * float(np.abs(y).max(initial=0.0))
-        low = spec.negative_slope if spec.kind == "leaky_relu" else 0.0
-        return np.where(y > threshold, 1.0, low)
+    if spec.kind == "leaky_relu":
+        # LeakyReLU outputs are never exactly zero and a recovered output keeps its sign (each entry carries only its
+        # own relative rounding), so the sign decides; a tolerance here misreads small positive outputs (seen on CNN6).
+        return np.where(y > 0, 1.0, spec.negative_slope)
+    if spec.kind == "relu":
+        return np.where(y > dead_tol * float(np.abs(y).max(initial=0.0)), 1.0, 0.0)
     if spec.kind == "sigmoid":
         return y * (1.0 - y)
     if spec.kind == "tanh":

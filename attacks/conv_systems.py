@@ -620,7 +620,7 @@ def invert_network(
     grads: dict[str, np.ndarray],
     policy: LayerPolicy,
     rcond: float = 1e-10,
-    dead_tol: float = 1e-6,
+    dead_tol: float = 1e-5,
     nullspace_limit: int = 1500,
     refine: Refiner | None = None,
     threads: int | None = 1,
@@ -665,7 +665,10 @@ def _walk(
         layer = net.convs[index]
         geom = layer.geometry
         y = x_next.reshape(geom.out_channels, geom.out_h, geom.out_w)
-        delta = dx_next.reshape(y.shape) * derivative_from_output(y, layer.activation, dead_tol=dead_tol)
+        # The FC input comes from ratios of gradient entries: a dead unit's row is exactly zero there, so no
+        # tolerance is needed; deeper outputs come from solves and carry their rounding.
+        tol = 0.0 if index == len(net.convs) - 1 else dead_tol
+        delta = dx_next.reshape(y.shape) * derivative_from_output(y, layer.activation, dead_tol=tol)
         weight = weights[f"{layer.name}.weight"]
         bias = weights.get(f"{layer.name}.bias") if layer.has_bias else None
         if bias is not None:
@@ -677,7 +680,7 @@ def _walk(
             if layer.activation.invertible:
                 z = inverse(y, layer.activation)
             else:  # ReLU: a live unit's pre-activation is its output; a dead unit's is unknown (NaN row, dropped)
-                alive = derivative_from_output(y, layer.activation, dead_tol=dead_tol) > 0
+                alive = derivative_from_output(y, layer.activation, dead_tol=tol) > 0
                 z = np.where(alive, y, np.nan)
             if bias is not None:
                 z = z - bias[:, None, None]

@@ -66,7 +66,7 @@ class HybridConfig:
     consistent_residual: float = 1e-4
     rcond: float = 1e-10
     nullspace_limit: int = 1500
-    dead_tol: float = 1e-6
+    dead_tol: float = 1e-5
     label_method: str = "auto"
 
     def __post_init__(self) -> None:

@@ -44,13 +44,16 @@ class RConvConfig:
         fill_with_forward: use forward constraints for the part gradient constraints leave open; after a ReLU only
             the rows of live units (``z = y > 0``) are known and used.
         rcond: relative singular-value cut-off of the per-channel gradient systems.
-        dead_tol: ReLU outputs at or below ``dead_tol · max|y|`` count as dead.
+        dead_tol: ReLU outputs at or below ``dead_tol · max|y|`` count as dead (below the FC layer, whose input has
+            exact zeros, a dead unit's recovered output is only zero up to the rounding of the solves). On
+            ``rconv-lenet`` with ReLU over the first 100 CIFAR-10 test images: 1e-9 → 0 %, 1e-6 → 82 %, 1e-5 → 90 %,
+            1e-4 → 80 %, 1e-3 → 29 % at ≥ 40 dB.
     """
 
     first_layer: str = "auto"
     fill_with_forward: bool = True
     rcond: float = 1e-10
-    dead_tol: float = 1e-6
+    dead_tol: float = 1e-5
 
     def __post_init__(self) -> None:
         if self.first_layer not in FIRST_LAYER_MODES:
