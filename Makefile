@@ -21,6 +21,9 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) bench/attack_speed.py
+	$(PY) bench/quality_gm.py all
+	$(PY) bench/analytic.py all
+	$(PY) bench/sim_overhead.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
