@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from fedleak.attacks import get_attack
 
+from fedleak.attacks import get_attack
 from fedleak.config.schema import DataConfig
 from fedleak.data import load_images
 from fedleak.metrics import psnr
@@ -84,11 +84,15 @@ def fedleak_attack(name: str, spec: ModelSpec, model: torch.nn.Module, truth: to
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="CIFAR-10 test indices")
+    parser.add_argument("--baseline-threads", type=int, nargs="+", default=[0, 1],
+                        help="thread counts for the baseline runs; 0 = torch's default (default: 0 1)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     image_set = load_images(DataConfig(dataset="cifar10", split="test"))
     default_threads = torch.get_num_threads()
-    methods = [f"baseline ({default_threads} threads)", "baseline (1 thread)", "fedleak dlg", "fedleak idlg"]
+    baselines = [f"baseline ({n or default_threads} thread{'s' if (n or default_threads) > 1 else ''})"
+                 for n in args.baseline_threads]
+    methods = [*baselines, "fedleak dlg", "fedleak idlg"]
     rows: list[dict[str, Any]] = []
     for index in args.images:
         truth, labels = image_set.get([index])
@@ -98,16 +102,17 @@ def main() -> None:
         target = [g.detach() for g in batch_gradient(model, truth, labels).values()]
         for method in methods:
             if method.startswith("baseline"):
-                torch.set_num_threads(1 if "1 thread" in method else default_threads)
+                torch.set_num_threads(int(method.split("(")[1].split()[0]))
                 row = reference_dlg(model, target, truth, 10, seed=index)
                 torch.set_num_threads(default_threads)
             else:
                 row = fedleak_attack(method.split()[-1], spec, model, truth, labels, seed=index)
             rows.append({"image": index, "method": method, **row})
             t30 = row["seconds_to_30db"]
+            at_success = f" ({row['evaluations_to_30db']} to 30 dB)" if row.get("evaluations_to_30db") else ""
             print(f"image {index} {method:22s} to 30 dB: {'never' if t30 is None else f'{t30:7.1f}s'}  "
-                  f"final {row['final_psnr']:6.2f} dB  total {row['seconds']:7.1f}s  evals {row['evaluations']}",
-                  flush=True)
+                  f"final {row['final_psnr']:6.2f} dB  total {row['seconds']:7.1f}s  "
+                  f"evals {row['evaluations']}{at_success}", flush=True)
     print()
     print(f"{'method':22s} {'reached 30 dB':>13s} {'median final':>12s} {'sum time to 30 dB*':>18s} "
           f"{'sum evals':>10s}")
@@ -124,8 +129,8 @@ def main() -> None:
                            "evaluations_common": evals}
         print(f"{method:22s} {reached:>8d}/{len(mine):<4d} {median:>10.2f}dB {t30:>17.1f}s {evals:>10d}")
     print(f"* over the images every method reached 30 dB on: {common}")
-    for baseline in methods[:2]:
-        for mine in methods[2:]:
+    for baseline in baselines:
+        for mine in methods[len(baselines):]:
             if summary[baseline]["time_to_30db_common"] > 0:
                 ratio = summary[mine]["time_to_30db_common"] / summary[baseline]["time_to_30db_common"]
                 summary[f"ratio {mine} / {baseline}"] = ratio
