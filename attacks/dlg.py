@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
 from fedleak.attacks.base import Attack, register_attack
 from fedleak.attacks.matching import (
     MatchConfig,
@@ -27,7 +28,6 @@ from fedleak.attacks.matching import (
     random_init,
     to_reconstruction,
 )
-
 from fedleak.types import Observation, Reconstruction
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
 from fedleak.attacks.base import Attack, register_attack
 from fedleak.attacks.labels import infer_labels
 from fedleak.attacks.matching import (
@@ -28,7 +29,6 @@ from fedleak.attacks.matching import (
     random_init,
     to_reconstruction,
 )
-
 from fedleak.types import Observation, Reconstruction
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
 from fedleak.attacks.base import Attack, register_attack
 from fedleak.attacks.labels import infer_labels
 from fedleak.attacks.matching import (
@@ -27,7 +28,6 @@ from fedleak.attacks.matching import (
     random_init,
     to_reconstruction,
 )
-
 from fedleak.types import Observation, Reconstruction
 
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
 from fedleak.attacks.base import Attack, register_attack
 from fedleak.attacks.fc_inversion import invert_fc, invert_fc_rows
-
 from fedleak.types import Observation, Reconstruction
 
 

@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-from fedleak.attacks.priors import total_variation
 from torch import nn
 
+from fedleak.attacks.priors import total_variation
 from fedleak.training import client_loss, simulate_local_steps
 from fedleak.types import Observation, Reconstruction
 

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from fedleak.attacks import get_attack
 from fedleak.attacks.labels import bias_sign_label, idlg_label, last_linear_gradients
-
 from fedleak.config.schema import DataConfig
 from fedleak.data import load_images
 from fedleak.metrics import psnr

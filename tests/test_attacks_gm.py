@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from fedleak.attacks import check_params, get_attack, list_attacks
 from fedleak.attacks.linear import diverse_rows
-
 from fedleak.config.schema import DataConfig
 from fedleak.data import load_images
 from fedleak.errors import UserError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from fedleak.attacks.labels import (
     bias_sign_label,
     counts_to_labels,
@@ -12,7 +13,6 @@ from fedleak.attacks.labels import (
     label_counts,
     last_linear_gradients,
 )
-
 from fedleak.config.schema import DataConfig
 from fedleak.data import load_images
 from fedleak.training import batch_gradient

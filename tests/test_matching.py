@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from fedleak.attacks.matching import (
     MatchConfig,
     gradient_update_fn,
@@ -16,7 +17,6 @@ from fedleak.attacks.matching import (
     reference_scale,
     update_distance,
 )
-
 from fedleak.metrics import psnr
 from fedleak.observe import observe
 from fedleak.training import batch_gradient, local_steps_update
