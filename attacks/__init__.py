@@ -2,7 +2,6 @@
 attack file registers itself (``@register_attack("dlg")``)."""
 
 from fedleak.attacks.base import ATTACKS, THREAT, Attack, check_params, get_attack, list_attacks, register_attack
-
 from fedleak.autoload import import_submodules
 
 import_submodules(__name__, __path__, skip={"base"})

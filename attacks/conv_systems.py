@@ -36,8 +36,9 @@ import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
-from fedleak.attacks.activations import ActivationSpec, is_activation
 from torch import nn
+
+from fedleak.attacks.activations import ActivationSpec, is_activation
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Network structure

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from fedleak.attacks.base import Attack, register_attack
 from fedleak.attacks.conv_systems import (
     ConvLayer,
@@ -35,8 +37,6 @@ from fedleak.attacks.conv_systems import (
     parse_network,
 )
 from fedleak.attacks.rconv import analytic_result
-from torch import nn
-
 from fedleak.training import client_loss
 from fedleak.types import Observation, Reconstruction
 

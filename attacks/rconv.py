@@ -23,9 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
 from fedleak.attacks.base import Attack, register_attack
 from fedleak.attacks.conv_systems import ConvLayer, invert_network, numpy_params, parse_network
-
 from fedleak.types import Observation, Reconstruction
 
 FIRST_LAYER_MODES = ("auto", "forward", "stacked", "gradient")

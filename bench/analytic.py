@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from fedleak.attacks import get_attack
 from fedleak.attacks.conv_systems import ConvGeometry, gradient_matrix, gradient_rhs, solve_gradient_constraints
-
 from fedleak.observe import observe
 from fedleak.training import batch_gradient
 from fedleak.types import ModelSpec, ThreatModel

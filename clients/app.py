@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fedleak.clients import protocol
-from fedleak.clients.local_training import compute_update, evaluate_model
-from fedleak.clients.shards import federated_data
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from fedleak.clients import protocol
+from fedleak.clients.local_training import compute_update, evaluate_model
+from fedleak.clients.shards import federated_data
 from fedleak.config.schema import Scenario
 
 #: Key of the ConfigRecord the server sends (Flower's strategies inject ``server-round`` into it).

@@ -13,15 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from fedleak.clients import protocol
-from fedleak.server.fedsgd import FedSGD
-from fedleak.server.grid import StoppableGrid
-from fedleak.server.interceptor import InterceptingStrategy, ReplyTap
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg, Strategy
 
+from fedleak.clients import protocol
 from fedleak.config.schema import Scenario
+from fedleak.server.fedsgd import FedSGD
+from fedleak.server.grid import StoppableGrid
+from fedleak.server.interceptor import InterceptingStrategy, ReplyTap
 from fedleak.types import ModelSpec
 
 

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from fedleak.clients import protocol
-from fedleak.server.interceptor import ReplyTap
-from fedleak.server.progress import RunProgress
 from flwr.app import ArrayRecord, Message, MetricRecord
 
+from fedleak.clients import protocol
 from fedleak.config.schema import AttackConfig, Scenario
 from fedleak.observe import observe
 from fedleak.runtime import AttackExecutor, AttackOutcome
+from fedleak.server.interceptor import ReplyTap
+from fedleak.server.progress import RunProgress
 from fedleak.types import ModelSpec, Observation, Reconstruction
 
 #: Look up (images, labels) of the data source at the given indices: ground truth, for the scorer only.

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fedleak.attacks import ATTACKS, Attack, list_attacks
 
+from fedleak.attacks import ATTACKS, Attack, list_attacks
 from fedleak.cli.attack import SHORTHANDS
 from fedleak.cli.main import main
 from fedleak.metrics import score_batch

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from fedleak.attacks.activations import ActivationSpec, derivative_from_output, inverse
 from fedleak.attacks.conv_systems import (
     ConvGeometry,
@@ -16,7 +18,6 @@ from fedleak.attacks.conv_systems import (
     parse_network,
     solve_layer,
 )
-from torch import nn
 
 LAYERS = [  # (in, out, kernel, stride, padding, size)
     (3, 12, 5, 2, 2, 16),

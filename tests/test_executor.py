@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from fedleak.attacks import ATTACKS, Attack, register_attack
 
+from fedleak.attacks import ATTACKS, Attack, register_attack
 from fedleak.config.schema import AttackConfig
 from fedleak.runtime import job_seed, make_executor, resolve_device
 from fedleak.runtime.local import LocalExecutor

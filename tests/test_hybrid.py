@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fedleak.attacks import get_attack
 
+from fedleak.attacks import get_attack
 from fedleak.data.bundled import load_bundled
 from fedleak.metrics.image import psnr
 from fedleak.observe import observe

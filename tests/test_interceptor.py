@@ -8,17 +8,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from fedleak.attacks import ATTACKS, Attack, register_attack
-from fedleak.clients import protocol
-from fedleak.clients.local_training import compute_update
-from fedleak.server.fedsgd import FedSGD
-from fedleak.server.interceptor import InterceptingStrategy, ReplyTap
-from fedleak.server.leakage import LeakageTap, scheduled
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
+from fedleak.attacks import ATTACKS, Attack, register_attack
+from fedleak.clients import protocol
+from fedleak.clients.local_training import compute_update
 from fedleak.config.loader import parse_scenario
 from fedleak.runtime.local import LocalExecutor
+from fedleak.server.fedsgd import FedSGD
+from fedleak.server.interceptor import InterceptingStrategy, ReplyTap
+from fedleak.server.leakage import LeakageTap, scheduled
 from fedleak.types import ModelSpec, Observation, Reconstruction
 
 
