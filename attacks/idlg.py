@@ -20,15 +20,9 @@ from dataclasses import dataclass
 import torch
 
 from fedleak.attacks.base import Attack, register_attack
+from fedleak.attacks.dlg import DLG
 from fedleak.attacks.labels import infer_labels
-from fedleak.attacks.matching import (
-    MatchConfig,
-    check_choice,
-    match_gradients,
-    matching_problem,
-    random_init,
-    to_reconstruction,
-)
+from fedleak.attacks.matching import check_choice, match_gradients, matching_problem, random_init, to_reconstruction
 from fedleak.types import Observation, Reconstruction
 
 
@@ -37,34 +31,14 @@ class IDLG(Attack):
     """Analytic label, then L-BFGS gradient matching on the data."""
 
     @dataclass
-    class Config:
-        iterations: int = 300
-        lr: float = 1.0
-        restarts: int = 1
-        max_redraws: int = 4
-        tolerance: float = 1e-8
-        stall_check: int = 50
-        stall_ratio: float = 1e-3
-        line_search: str = "none"
-        init: str = "gray"
+    class Config(DLG.Config):
+        """DLG's loop settings plus the label rule (auto: iDLG row sums at B = 1, label counts for B > 1)."""
+
         label_method: str = "auto"
-        local_steps_mode: str = "auto"
-        batch_size: int | None = None
-        snapshot_every: int = 0
 
         def __post_init__(self) -> None:
-            check_choice("init", self.init, ("normal", "uniform", "gray"))
-            check_choice("local_steps_mode", self.local_steps_mode, ("auto", "pseudo_gradient", "simulate"))
             check_choice("label_method", self.label_method, ("auto", "idlg", "bias_sign", "counts"))
-            self.match_config()  # validates the loop settings now, not at the first observation
-
-
-        def match_config(self) -> MatchConfig:
-            return MatchConfig(
-                distance="l2", optimizer="lbfgs", iterations=self.iterations, lr=self.lr, restarts=self.restarts,
-                max_redraws=self.max_redraws, tolerance=self.tolerance, stall_check=self.stall_check,
-                stall_ratio=self.stall_ratio, line_search=self.line_search, snapshot_every=self.snapshot_every,
-            )
+            super().__post_init__()
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         cfg = self.config
