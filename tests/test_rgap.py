@@ -3,29 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import torch
+from victims import gradient_observation, real_images
 
 from fedleak.attacks import get_attack
-from fedleak.data.bundled import load_bundled
 from fedleak.metrics.image import psnr
-from fedleak.observe import observe
-from fedleak.training import batch_gradient
-from fedleak.types import ModelSpec, ThreatModel
-
-
-def real_images(dataset: str, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Real test images bundled in the foolbox wheel, as floats in [0, 1]."""
-    images = load_bundled(dataset, "test", None)
-    return images.images[indices].float() / 255.0, images.labels[indices]
-
-
-def gradient_observation(model_name: str, images: torch.Tensor, labels: torch.Tensor, activation=None, seed=0):
-    """What the server sees of one client's float32 gradient on ``images``."""
-    torch.manual_seed(seed)
-    spec = ModelSpec(model_name, images.shape[1], images.shape[-1], 10, activation)
-    model = spec.build()
-    update = batch_gradient(model, images, labels)
-    return observe(spec, model.state_dict(), update, "gradient", ThreatModel(), {"batch_size": len(images)})
 
 
 @pytest.mark.slow
