@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from fedleak.errors import UserError
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("simulate", help="run a scenario on Flower's simulation engine and attack every update")
@@ -38,6 +40,17 @@ def run(args) -> int:
     except KeyboardInterrupt:
         _salvage(run_dir)
         raise
+    except UserError:
+        raise
+    except Exception as exc:
+        # Flower wraps any failure of its runtime in "An error was encountered. Ending simulation.": name the root
+        # cause in one line, keep what was written, and leave the full log to --verbose.
+        if args.verbose:
+            raise
+        _salvage(run_dir)
+        print(f"fedleak simulate: error: the simulation stopped: {_root_cause(exc)}; "
+              f"rerun with --verbose for the full log", file=sys.stderr)
+        return 1
     print(f"fedleak simulate: {result.attacks_finished} attacks ({result.attacks_failed} failed) in "
           f"{result.seconds:.0f} s; report: {run_dir / 'report.html'}", file=sys.stderr)
     if not result.ok:
@@ -45,6 +58,12 @@ def run(args) -> int:
             print(f"fedleak simulate: run incomplete: {problem}", file=sys.stderr)
         return 1
     return 0
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 def _salvage(run_dir: Path) -> None:
