@@ -82,8 +82,8 @@ class Observation:
     def gradient(self) -> dict[str, torch.Tensor]:
         """The update as a gradient estimate.
 
-        For ``gradient`` updates this is exact. For ``local_steps`` it is the pseudo-gradient
-        ``(w_old - w_new) / (lr * K)`` when lr and K are granted, else the bare ``w_old - w_new``
+        For ``gradient`` updates this is exact. For ``local_steps`` it is, for every trainable parameter, the
+        pseudo-gradient ``(w_old - w_new) / (lr * K)`` when lr and K are granted, else the bare ``w_old - w_new``
         (a direction only: fine for cosine matching, wrong in scale for Euclidean matching).
         """
         if self.kind == "gradient":
@@ -92,7 +92,9 @@ class Observation:
         lr, steps = self.metadata.get("lr"), self.metadata.get("local_steps")
         if lr is not None and steps is not None:
             scale = 1.0 / (float(lr) * int(steps))
-        return {k: (self.global_weights[k] - self.update[k]) * scale for k in self.update}
+        # A FedAvg reply carries the whole state dict; buffers (BatchNorm statistics) are not trained by SGD.
+        trained = {name for name, _ in self.model.build().named_parameters()}
+        return {k: (self.global_weights[k] - self.update[k]) * scale for k in self.update if k in trained}
 
     @property
     def batch_size(self) -> int | None:

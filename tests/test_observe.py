@@ -92,3 +92,16 @@ def test_attacker_simulation_of_local_steps_matches_the_client() -> None:
     attacker = simulate_local_steps(model, weights, images, labels, steps=3, lr=0.05)
     for name in client:
         torch.testing.assert_close(attacker[name].detach(), client[name], rtol=1e-5, atol=1e-6)
+
+
+def test_pseudo_gradient_leaves_out_batchnorm_buffers() -> None:
+    spec = ModelSpec("resnet18", in_channels=3, image_size=16, num_classes=10)
+    torch.manual_seed(0)
+    model = spec.build()
+    images, labels = torch.rand(2, 3, 16, 16), torch.tensor([1, 2])
+    trained = local_steps_update(model, images, labels, steps=1, lr=0.1)
+    full_reply = {name: trained.get(name, value) for name, value in model.state_dict().items()}
+    obs = observe(spec, model.state_dict(), full_reply, "local_steps", ThreatModel(), {"lr": 0.1, "local_steps": 1})
+    pseudo = obs.gradient()
+    assert set(pseudo) == {name for name, _ in model.named_parameters()}
+    assert "bn1.running_mean" in full_reply and "bn1.running_mean" not in pseudo
