@@ -12,6 +12,16 @@ from fedleak.models.registry import activation as make_activation
 from fedleak.models.registry import register_model
 
 
+def dlg_uniform_init(model: nn.Module) -> None:
+    """DLG's initialisation: every conv/linear weight and bias from uniform(−0.5, 0.5), as in the DLG reference
+    code that the gradient-leakage papers evaluate on."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            nn.init.uniform_(module.weight, -0.5, 0.5)
+            if module.bias is not None:
+                nn.init.uniform_(module.bias, -0.5, 0.5)
+
+
 class LeNet(nn.Module):
     def __init__(self, in_channels: int, image_size: int, num_classes: int, activation: str = "sigmoid"):
         super().__init__()
@@ -26,10 +36,7 @@ class LeNet(nn.Module):
             make_activation(activation),
         )
         self.fc = nn.Linear(12 * (image_size // 4) ** 2, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.uniform_(module.weight, -0.5, 0.5)
-                nn.init.uniform_(module.bias, -0.5, 0.5)
+        dlg_uniform_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.body(x).flatten(1))

@@ -19,6 +19,7 @@ are LeakyReLU(0.2).
 import torch
 from torch import nn
 
+from fedleak.models.lenet import dlg_uniform_init
 from fedleak.models.registry import activation as make_activation
 from fedleak.models.registry import register_model
 
@@ -42,10 +43,7 @@ class RConvLeNet(nn.Module):
             channels = out
         self.body = nn.Sequential(*layers)
         self.fc = nn.Linear(channels * (image_size // 4) ** 2, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.uniform_(module.weight, -0.5, 0.5)
-                nn.init.uniform_(module.bias, -0.5, 0.5)
+        dlg_uniform_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.body(x).flatten(1))
