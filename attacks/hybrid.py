@@ -28,14 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedleak.attacks.base import Attack, register_attack
-from fedleak.attacks.conv_systems import (
-    ConvLayer,
-    LayerSystem,
-    copa_index,
-    invert_network,
-    numpy_params,
-    parse_network,
-)
+from fedleak.attacks.conv_network import ConvLayer, parse_network
+from fedleak.attacks.conv_systems import LayerSystem, copa_index, invert_network, numpy_params
 from fedleak.attacks.rconv import analytic_result
 from fedleak.training import client_loss
 from fedleak.types import Observation, Reconstruction

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import torch
 
 from fedleak.attacks.base import Attack, register_attack
-from fedleak.attacks.conv_systems import ConvLayer, invert_network, numpy_params, parse_network
+from fedleak.attacks.conv_network import ConvLayer, parse_network
+from fedleak.attacks.conv_systems import invert_network, numpy_params
 from fedleak.types import Observation, Reconstruction
 
 FIRST_LAYER_MODES = ("auto", "forward", "stacked", "gradient")

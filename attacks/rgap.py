@@ -24,7 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fedleak.attacks.base import Attack, register_attack
-from fedleak.attacks.conv_systems import ConvLayer, copa_index, invert_network, numpy_params, parse_network
+from fedleak.attacks.conv_network import ConvLayer, parse_network
+from fedleak.attacks.conv_systems import copa_index, invert_network, numpy_params
 from fedleak.attacks.rconv import analytic_result
 from fedleak.types import Observation, Reconstruction
 

@@ -33,7 +33,9 @@ import numpy as np
 import torch
 
 from fedleak.attacks import get_attack
-from fedleak.attacks.conv_systems import ConvGeometry, gradient_matrix, gradient_rhs, solve_gradient_constraints
+from fedleak.attacks.conv_constraints import gradient_matrix, gradient_rhs
+from fedleak.attacks.conv_network import ConvGeometry
+from fedleak.attacks.conv_solvers import solve_gradient_constraints
 from fedleak.observe import observe
 from fedleak.training import batch_gradient
 from fedleak.types import ModelSpec, ThreatModel
