@@ -184,3 +184,37 @@ def test_config_rejects_unknown_choices() -> None:
         MatchConfig(distance="l1")
     with pytest.raises(ValueError, match="parametrization"):
         MatchConfig(parametrization="tanh")
+
+
+def test_compact_lbfgs_follows_torch_lbfgs() -> None:
+    from fedleak.attacks.matching import _CompactLBFGS
+
+    _, model, images, labels = _victim("lenet", 1, 8, 1)
+    target = batch_gradient(model, images, labels)
+    update = gradient_update_fn(model, list(target))
+    paths = []
+    for make in (lambda v: torch.optim.LBFGS(v, lr=1, max_iter=1, history_size=5),
+                 lambda v: _CompactLBFGS(v, 1.0, 5)):
+        x = (0.5 + 0.01 * torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
+        optimizer = make([x])
+
+        def closure(x=x):
+            value = update_distance(update(x, labels), target, "l2")
+            x.grad = torch.autograd.grad(value, [x])[0]
+            return value.detach()
+
+        for _ in range(15):  # more steps than the history holds: the ring buffer wraps
+            optimizer.step(closure)
+        paths.append(x.detach().clone())
+    assert torch.allclose(paths[0], paths[1], atol=1e-4)
+
+
+def test_fixed_step_lbfgs_checks_the_tolerance_at_every_evaluation() -> None:
+    _, model, images, labels = _victim("lenet", 1, 8, 1)
+    target = batch_gradient(model, images, labels)
+    config = MatchConfig(iterations=60, tolerance=1e-6)
+    result = match_gradients(model, target, random_init((1, 1, 8, 8), "gray"), labels, config)
+    record = result.attempts[0]
+    assert record["stop"].startswith("converged")
+    # Stopped at the first evaluation under the tolerance, not at the end of an outer iteration.
+    assert record["evaluations"] % config.lbfgs_inner != 0 or record["evaluations"] < config.lbfgs_inner
