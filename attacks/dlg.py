@@ -41,10 +41,14 @@ class DLG(Attack):
         lr: float = 1.0
         restarts: int = 1
         max_redraws: int = 4
-        tolerance: float = 1e-8
+        #: Early stop at 2e-8 of Σ|target|²: ≥ 31.8 dB on the first 20 CIFAR-10 test images on DLG's LeNet
+        #: (1e-8 stopped at 38–45 dB, 5e-8 and 1e-7 went under 30 dB on some images).
+        tolerance: float = 2e-8
         stall_check: int = 50
         stall_ratio: float = 1e-3
         line_search: str = "none"
+        #: L-BFGS curvature pairs kept: 300 took ~40 % fewer evaluations than torch's default 100 on those images.
+        lbfgs_history: int = 300
         init: str = "gray"
         local_steps_mode: str = "auto"
         batch_size: int | None = None
@@ -60,6 +64,7 @@ class DLG(Attack):
                 distance="l2", optimizer="lbfgs", iterations=self.iterations, lr=self.lr, restarts=self.restarts,
                 max_redraws=self.max_redraws, tolerance=self.tolerance, stall_check=self.stall_check,
                 stall_ratio=self.stall_ratio, line_search=self.line_search, snapshot_every=self.snapshot_every,
+                lbfgs_history=self.lbfgs_history,
             )
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
