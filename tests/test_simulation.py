@@ -84,8 +84,9 @@ def test_smoke_scenario_on_ray_pool(tmp_path, tmp_path_factory):
     scenario = load_scenario(ROOT / "scenarios" / "smoke.yaml")
     names = {attack.name for attack in scenario.attacks}
     # One extra job that cannot finish in time: the pool must stop it, replace its worker and go on.
-    endless = AttackConfig(name="dlg", rounds=[1], clients=[1],
-                           params={"iterations": 10**6, "tolerance": 0.0, "stall_check": 0, "max_redraws": 0})
+    # Signed Adam (Inverting Gradients) has no early stop and keeps moving, so a million iterations cannot end in time.
+    endless = AttackConfig(name="inverting_gradients", rounds=[1], clients=[1],
+                           params={"iterations": 10**6, "restarts": 1, "max_redraws": 0})
     scenario = scenario.model_copy(update={
         "attacks": [*scenario.attacks, endless],
         "executor": scenario.executor.model_copy(update={"timeout_s": 10.0}),
@@ -96,10 +97,10 @@ def test_smoke_scenario_on_ray_pool(tmp_path, tmp_path_factory):
     assert result.ok, result.problems
     leakage = _rows(run_dir / "leakage.csv")
     expected = {(r, c, a) for r in range(1, scenario.training.rounds + 1) for c in range(scenario.clients.count)
-                for a in names} | {(1, 1, "dlg")}
+                for a in names} | {(1, 1, "inverting_gradients")}
     assert {(int(r["round"]), int(r["client"]), r["attack"]) for r in leakage} == expected
     assert len(leakage) == len(expected)
-    stopped = [r for r in leakage if r["attack"] == "dlg"]
+    stopped = [r for r in leakage if r["attack"] == "inverting_gradients"]
     assert stopped[0]["status"] == "failed" and stopped[0]["reason"].startswith("timeout"), stopped
     smoke_rows = [r for r in leakage if r["attack"] in names]
     assert any(r["status"] == "ok" and r["psnr"] for r in smoke_rows), "no smoke attack produced images"
