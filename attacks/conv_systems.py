@@ -11,13 +11,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from fedleak.attacks.conv_constraints import input_gradient
-from fedleak.attacks.conv_network import ConvLayer, Network
+from fedleak.attacks.conv_network import ConvLayer, Network, parse_network
 from fedleak.attacks.conv_solvers import LayerReport, relative_residual, solve_layer
+from fedleak.types import Observation
 
 #: (layer, is_first_layer) -> (use gradient constraints, use forward constraints)
 LayerPolicy = Callable[[ConvLayer, bool], tuple[bool, bool]]
@@ -97,6 +99,18 @@ def invert_network(
     """
     with blas_threads(threads):
         return _walk(net, weights, grads, policy, rcond, dead_tol, nullspace_limit, refine)
+
+
+def invert_observation(observation: Observation, policy: LayerPolicy, **solver: Any) -> tuple[WalkResult, Network]:
+    """Parse the observed model and walk back from its update: the whole of R-CONV and R-GAP but the policy.
+
+    ``solver`` holds :func:`invert_network`'s keyword settings (rcond, dead_tol, nullspace_limit, …).
+    """
+    spec = observation.model
+    model = observation.build_model()
+    net = parse_network(model, (spec.in_channels, spec.image_size, spec.image_size))
+    weights, grads = numpy_params(model.state_dict()), numpy_params(observation.gradient())
+    return invert_network(net, weights, grads, policy, **solver), net
 
 
 def _walk(

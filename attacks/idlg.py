@@ -41,16 +41,24 @@ class IDLG(Attack):
             super().__post_init__()
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
-        cfg = self.config
-        problem = matching_problem(observation, self.device, cfg.local_steps_mode, cfg.batch_size)
-        inferred = infer_labels(
-            problem.target, problem.num_classes, problem.batch_size, method=cfg.label_method,
-            known=observation.labels, model=problem.model, image_shape=problem.image_shape,
-        )
-        shape = (problem.batch_size, *problem.image_shape)
-        generator = torch.Generator().manual_seed(self.seed)
-        result = match_gradients(
-            problem.update_fn, problem.target, random_init(shape, cfg.init), inferred.labels, cfg.match_config(),
-            generator=generator,
-        )
-        return to_reconstruction(result, problem, inferred.labels, **inferred.diagnostics())
+        return match_with_inferred_labels(observation, self.config, self.device, self.seed)
+
+
+def match_with_inferred_labels(observation: Observation, cfg, device: torch.device, seed: int) -> Reconstruction:
+    """Infer the labels from the last layer's gradient, then match data only under them.
+
+    iDLG's recipe, shared with Inverting Gradients. ``cfg`` provides ``local_steps_mode``, ``batch_size``,
+    ``label_method``, ``init`` and ``match_config()``.
+    """
+    problem = matching_problem(observation, device, cfg.local_steps_mode, cfg.batch_size)
+    inferred = infer_labels(
+        problem.target, problem.num_classes, problem.batch_size, method=cfg.label_method,
+        known=observation.labels, model=problem.model, image_shape=problem.image_shape,
+    )
+    shape = (problem.batch_size, *problem.image_shape)
+    generator = torch.Generator().manual_seed(seed)
+    result = match_gradients(
+        problem.update_fn, problem.target, random_init(shape, cfg.init), inferred.labels, cfg.match_config(),
+        generator=generator,
+    )
+    return to_reconstruction(result, problem, inferred.labels, **inferred.diagnostics())

@@ -16,18 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from fedleak.attacks.base import Attack, register_attack
-from fedleak.attacks.labels import infer_labels
-from fedleak.attacks.matching import (
-    MatchConfig,
-    check_choice,
-    match_gradients,
-    matching_problem,
-    random_init,
-    to_reconstruction,
-)
+from fedleak.attacks.idlg import match_with_inferred_labels
+from fedleak.attacks.matching import MatchConfig, check_choice
 from fedleak.types import Observation, Reconstruction
 
 
@@ -64,16 +55,4 @@ class InvertingGradients(Attack):
             )
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
-        cfg = self.config
-        problem = matching_problem(observation, self.device, cfg.local_steps_mode, cfg.batch_size)
-        inferred = infer_labels(
-            problem.target, problem.num_classes, problem.batch_size, method=cfg.label_method,
-            known=observation.labels, model=problem.model, image_shape=problem.image_shape,
-        )
-        shape = (problem.batch_size, *problem.image_shape)
-        generator = torch.Generator().manual_seed(self.seed)
-        result = match_gradients(
-            problem.update_fn, problem.target, random_init(shape, cfg.init), inferred.labels, cfg.match_config(),
-            generator=generator,
-        )
-        return to_reconstruction(result, problem, inferred.labels, **inferred.diagnostics())
+        return match_with_inferred_labels(observation, self.config, self.device, self.seed)

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import torch
 
 from fedleak.attacks.base import Attack, register_attack
-from fedleak.attacks.conv_network import ConvLayer, parse_network
-from fedleak.attacks.conv_systems import invert_network, numpy_params
+from fedleak.attacks.conv_network import ConvLayer
+from fedleak.attacks.conv_systems import invert_observation
 from fedleak.types import Observation, Reconstruction
 
 FIRST_LAYER_MODES = ("auto", "forward", "stacked", "gradient")
@@ -78,17 +78,7 @@ class RConv(Attack):
         return mode != "forward", mode != "gradient"
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
-        spec = observation.model
-        model = observation.build_model()
-        net = parse_network(model, (spec.in_channels, spec.image_size, spec.image_size))
-        walk = invert_network(
-            net,
-            numpy_params(model.state_dict()),
-            numpy_params(observation.gradient()),
-            self.policy,
-            rcond=self.config.rcond,
-            dead_tol=self.config.dead_tol,
-        )
+        walk, net = invert_observation(observation, self.policy, rcond=self.config.rcond, dead_tol=self.config.dead_tol)
         return analytic_result(observation, walk, net)
 
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fedleak.attacks.base import Attack, register_attack
-from fedleak.attacks.conv_network import ConvLayer, parse_network
-from fedleak.attacks.conv_systems import copa_index, invert_network, numpy_params
+from fedleak.attacks.conv_network import ConvLayer
+from fedleak.attacks.conv_systems import copa_index, invert_observation
 from fedleak.attacks.rconv import analytic_result
 from fedleak.types import Observation, Reconstruction
 
@@ -57,16 +57,8 @@ class RGap(Attack):
         return True, True
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
-        spec = observation.model
-        model = observation.build_model()
-        net = parse_network(model, (spec.in_channels, spec.image_size, spec.image_size))
-        walk = invert_network(
-            net,
-            numpy_params(model.state_dict()),
-            numpy_params(observation.gradient()),
-            self.policy,
-            rcond=self.config.rcond,
-            nullspace_limit=self.config.nullspace_limit,
+        walk, net = invert_observation(
+            observation, self.policy, rcond=self.config.rcond, nullspace_limit=self.config.nullspace_limit
         )
         result = analytic_result(observation, walk, net)
         result.diagnostics["copa_index"] = copa_index([r.deficiency for r in walk.reports])
