@@ -1,6 +1,5 @@
 """``fedleak models``: the registered models with their parameter counts."""
 
-from fedleak.models import model_summary
 
 
 def add_parser(sub) -> None:
@@ -12,6 +11,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from fedleak.models import model_summary  # torch/torchvision only when this command runs
+
     print(f"models for {args.channels}×{args.size}×{args.size} inputs, {args.classes} classes:")
     for name, count in model_summary(args.channels, args.size, args.classes):
         shown = f"{count:>12,d} parameters" if count is not None else "           - (does not take this input size)"
