@@ -1,7 +1,6 @@
 """``fedleak models``: the registered models with their parameter counts."""
 
 
-
 def add_parser(sub) -> None:
     p = sub.add_parser("models", help="list registered models with parameter counts")
     p.add_argument("--channels", type=int, default=3)
