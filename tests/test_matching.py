@@ -78,7 +78,8 @@ def test_a_diverged_attempt_is_abandoned_and_redrawn() -> None:
     _, model, images, labels = _victim("linreg", 1, 4, 1)
     target = batch_gradient(model, images, labels)
     update = _nan_for_first_calls(gradient_update_fn(model), poisoned_calls=3)
-    config = MatchConfig(iterations=20, max_redraws=3)
+    # A fixed kernel choice: ``auto`` would spend the poisoned calls on timing evaluations.
+    config = MatchConfig(iterations=20, max_redraws=3, conv_kernels="native")
     result = match_gradients(update, target, random_init((1, 1, 4, 4), "gray"), labels, config)
     assert result.status == "ok"
     assert result.attempts[0]["outcome"] == "diverged" and result.attempts[-1]["outcome"] == "ok"
@@ -187,14 +188,14 @@ def test_config_rejects_unknown_choices() -> None:
 
 
 def test_compact_lbfgs_follows_torch_lbfgs() -> None:
-    from fedleak.attacks.matching import _CompactLBFGS
+    from fedleak.attacks.lbfgs import CompactLBFGS
 
     _, model, images, labels = _victim("lenet", 1, 8, 1)
     target = batch_gradient(model, images, labels)
     update = gradient_update_fn(model, list(target))
     paths = []
     for make in (lambda v: torch.optim.LBFGS(v, lr=1, max_iter=1, history_size=5),
-                 lambda v: _CompactLBFGS(v, 1.0, 5)):
+                 lambda v: CompactLBFGS(v, 1.0, 5)):
         x = (0.5 + 0.01 * torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
         optimizer = make([x])
 
@@ -218,3 +219,35 @@ def test_fixed_step_lbfgs_checks_the_tolerance_at_every_evaluation() -> None:
     assert record["stop"].startswith("converged")
     # Stopped at the first evaluation under the tolerance, not at the end of an outer iteration.
     assert record["evaluations"] % config.lbfgs_inner != 0 or record["evaluations"] < config.lbfgs_inner
+
+
+def test_conv_kernel_choice_is_resolved_and_the_flag_restored() -> None:
+    from fedleak.attacks.cpu_kernels import conv_kernels, pick_kernels
+
+    before = torch.backends.mkldnn.enabled
+    calls = []
+    assert pick_kernels("native", lambda: calls.append(1)) == "native" and not calls  # a fixed choice times nothing
+    chosen = pick_kernels("auto", lambda: calls.append(torch.backends.mkldnn.enabled))
+    assert chosen in ("onednn", "native")
+    if torch.backends.mkldnn.is_available():
+        assert set(calls) == {True, False}  # the probe ran under both kernels
+    with pytest.raises(RuntimeError), conv_kernels("native"):
+        assert torch.backends.mkldnn.enabled is False
+        raise RuntimeError("the flag must come back even after an error")
+    assert torch.backends.mkldnn.enabled == before
+    with pytest.raises(ValueError, match="conv_kernels"):
+        MatchConfig(conv_kernels="fast")
+
+
+def test_the_loop_reports_its_kernels_and_a_fixed_choice_is_reproducible() -> None:
+    _, model, images, labels = _victim("lenet", 1, 8, 1)
+    target = batch_gradient(model, images, labels)
+    results = [
+        match_gradients(model, target, random_init((1, 1, 8, 8), "gray"), labels,
+                        MatchConfig(iterations=5, conv_kernels="native"), generator=torch.Generator().manual_seed(3))
+        for _ in range(2)
+    ]
+    assert results[0].diagnostics()["conv_kernels"] == "native"
+    assert torch.equal(results[0].images, results[1].images)
+    auto = match_gradients(model, target, random_init((1, 1, 8, 8), "gray"), labels, MatchConfig(iterations=2))
+    assert auto.conv_kernels in ("onednn", "native")
