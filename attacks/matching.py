@@ -10,8 +10,9 @@ produce the same kind of update from candidate inputs, optimise the candidates s
   arXiv 2003.14053).
 * Optimisers: L-BFGS as in DLG (lr 1, 20 evaluations per iteration; history 100 here, 300 in the DLG/iDLG
   attacks) or Adam as in Inverting Gradients (optionally on signed gradients, lr ×0.1 at 3/8, 5/8 and 7/8 of the
-  iterations). Fixed-step L-BFGS follows torch's update rules one evaluation at a time, with its direction from
-  the compact inverse-Hessian form, so the stop checks below see every evaluation.
+  iterations). Fixed-step L-BFGS (``lbfgs.py``) follows torch's update rules one evaluation at a time, so the stop
+  checks below see every evaluation.
+* CPU speed: one torch thread and the faster of oneDNN / native convolution kernels (``cpu_kernels.py``).
 * Box constraint, the ``parametrization`` option: ``none`` optimises raw pixels and leaves clamping to the end
   (what the DLG reference does; clamping inside L-BFGS would corrupt its curvature pairs); ``clamp`` projects
   onto [0, 1] after every step (Inverting Gradients); ``sigmoid`` optimises logits, pixels = sigmoid(z).
