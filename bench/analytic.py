@@ -45,21 +45,22 @@ SUCCESS_DB = 40.0
 SATURATED = 1e-6
 
 
-def load_images(dataset: str, count: int) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """First ``count`` test images in [0, 1] (N×C×H×W) with labels, and where they came from."""
+def load_images(dataset: str, count: int, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """``count`` test images from index ``offset`` in [0, 1] (N×C×H×W) with labels, and where they came from."""
     files = {"cifar10": "cifar10_test_first1000.npz", "mnist": "mnist_test.npz"}
     root = os.environ.get("FEDLEAK_FIXTURES")
     path = Path(root) / files[dataset] if root else None
     if path is not None and path.is_file():
         data = np.load(path)
-        x, y = data["x"][:count], data["y"][:count]
+        x, y = data["x"][offset : offset + count], data["y"][offset : offset + count]
         x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
         return torch.from_numpy(x).float() / 255.0, torch.from_numpy(y).long(), str(path)
     from fedleak.data.bundled import load_bundled
 
     bundled = load_bundled(dataset, "test", None)
-    n = min(count, len(bundled.labels))
-    return bundled.images[:n].float() / 255.0, bundled.labels[:n], f"foolbox bundled ({n} images)"
+    end = min(offset + count, len(bundled.labels))
+    return (bundled.images[offset:end].float() / 255.0, bundled.labels[offset:end],
+            f"foolbox bundled ({max(end - offset, 0)} images)")
 
 
 def observation(model_name: str, x: torch.Tensor, y: torch.Tensor, activation: str | None, seed: int):
@@ -92,13 +93,17 @@ def _fc_name(obs) -> str:
     return [k for k in obs.update if k.endswith(".bias")][-1].removesuffix(".bias")
 
 
-def run_success(attack: str, model: str, dataset: str, activation: str | None, count: int, **params) -> dict:
-    x, y, source = load_images(dataset, count)
+def run_success(
+    attack: str, model: str, dataset: str, activation: str | None, count: int, offset: int = 0, **params
+) -> dict:
+    x, y, source = load_images(dataset, count, offset)
     rows, seconds = [], []
-    for i in range(len(y)):
-        obs = observation(model, x[i : i + 1], y[i : i + 1], activation, seed=i)
+    for k in range(len(y)):
+        # The network seed is the image index, so an image gets the same network whatever the offset.
+        i = offset + k
+        obs = observation(model, x[k : k + 1], y[k : k + 1], activation, seed=i)
         result = get_attack(attack, **params)(obs)
-        value = psnr(result.images, x[i : i + 1])
+        value = psnr(result.images, x[k : k + 1])
         seconds.append(result.seconds)
         signal = float(obs.gradient()[f"{_fc_name(obs)}.bias"].abs().max())
         rows.append({"index": i, "psnr": value, "ok": bool(value >= SUCCESS_DB), "why": "" if value >= SUCCESS_DB
@@ -112,19 +117,19 @@ def run_success(attack: str, model: str, dataset: str, activation: str | None, c
     return {
         "failures_saturated_softmax": len(saturated),
         "attack": attack, "model": model, "dataset": dataset, "activation": activation or "default", "source": source,
-        "images": len(rows), "success": sum(r["ok"] for r in rows),
+        "offset": offset, "images": len(rows), "success": sum(r["ok"] for r in rows),
         "median_psnr": float(np.median(finite)) if finite else None,
         "min_psnr": float(np.min(finite)) if finite else None,
         "median_seconds": float(np.median(seconds)), "failures": [r for r in rows if not r["ok"]],
     }
 
 
-def part_rconv(count: int) -> list[dict]:
+def part_rconv(count: int, offset: int = 0) -> list[dict]:
     return [
-        run_success("rconv", "rconv-lenet", "cifar10", "relu", count),
-        run_success("rconv", "rconv-lenet", "cifar10", "leaky_relu", count),
-        run_success("rconv", "rconv-lenet", "mnist", "relu", count),
-        run_success("rconv", "lenet", "mnist", None, count),
+        run_success("rconv", "rconv-lenet", "cifar10", "relu", count, offset),
+        run_success("rconv", "rconv-lenet", "cifar10", "leaky_relu", count, offset),
+        run_success("rconv", "rconv-lenet", "mnist", "relu", count, offset),
+        run_success("rconv", "lenet", "mnist", None, count, offset),
     ]
 
 
@@ -255,6 +260,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("part", choices=["all", "rconv", "timing", "rgap", "hybrid", "memory", "memory-child"])
     parser.add_argument("--count", type=int, default=100, help="images for the rconv part")
+    parser.add_argument("--offset", type=int, default=0,
+                        help="first test image of the rconv part (e.g. 100 for images the defaults were not tuned on)")
     parser.add_argument("--rgap-count", type=int, default=20)
     parser.add_argument("--hybrid-count", type=int, default=5)
     parser.add_argument("--dlg-iterations", type=int, default=300)
@@ -270,7 +277,7 @@ def main() -> None:
     if args.part in ("all", "timing"):
         results["timing"] = part_timing(args.timing_images)
     if args.part in ("all", "rconv"):
-        results["rconv"] = part_rconv(args.count)
+        results["rconv"] = part_rconv(args.count, args.offset)
     if args.part in ("all", "rgap"):
         results["rgap"] = part_rgap(args.rgap_count)
     if args.part in ("all", "memory"):
