@@ -18,7 +18,7 @@ import torch
 
 from fedleak.attacks.conv_constraints import input_gradient
 from fedleak.attacks.conv_network import ConvLayer, Network, parse_network
-from fedleak.attacks.conv_solvers import LayerReport, relative_residual, solve_layer
+from fedleak.attacks.conv_solvers import LayerReport, relative_residual, repair_relu_pattern, solve_layer
 from fedleak.types import Observation
 
 #: (layer, is_first_layer) -> (use gradient constraints, use forward constraints)
@@ -85,6 +85,7 @@ def invert_network(
     nullspace_limit: int = 1500,
     refine: Refiner | None = None,
     threads: int | None = 1,
+    relu_repair: bool = True,
 ) -> WalkResult:
     """Recover the network input layer by layer from one sample's gradients (float64 throughout).
 
@@ -96,9 +97,11 @@ def invert_network(
             :func:`~fedleak.attacks.activations.derivative_from_output`.
         refine: optional correction of each layer's least-squares input before it is passed on.
         threads: BLAS threads for the dense solves (None leaves the library default), see :func:`blas_threads`.
+        relu_repair: check and correct the live/dead pattern of ReLU outputs recovered by a solve
+            (:func:`~fedleak.attacks.conv_solvers.repair_relu_pattern`).
     """
     with blas_threads(threads):
-        return _walk(net, weights, grads, policy, rcond, dead_tol, nullspace_limit, refine)
+        return _walk(net, weights, grads, policy, rcond, dead_tol, nullspace_limit, refine, relu_repair)
 
 
 def invert_observation(observation: Observation, policy: LayerPolicy, **solver: Any) -> tuple[WalkResult, Network]:
@@ -107,10 +110,13 @@ def invert_observation(observation: Observation, policy: LayerPolicy, **solver: 
     ``solver`` holds :func:`invert_network`'s keyword settings (rcond, dead_tol, nullspace_limit, …).
     """
     spec = observation.model
-    model = observation.build_model()
-    net = parse_network(model, (spec.in_channels, spec.image_size, spec.image_size))
-    weights, grads = numpy_params(model.state_dict()), numpy_params(observation.gradient())
-    return invert_network(net, weights, grads, policy, **solver), net
+    threads = solver.pop("threads", 1)
+    # Tracing the model is a forward pass too: on a busy machine it took 0.1 s with two torch threads.
+    with blas_threads(threads):
+        model = observation.build_model()
+        net = parse_network(model, (spec.in_channels, spec.image_size, spec.image_size))
+        weights, grads = numpy_params(model.state_dict()), numpy_params(observation.gradient())
+        return invert_network(net, weights, grads, policy, threads=None, **solver), net
 
 
 def _walk(
@@ -122,6 +128,7 @@ def _walk(
     dead_tol: float,
     nullspace_limit: int,
     refine: Refiner | None,
+    relu_repair: bool,
 ) -> WalkResult:
     from fedleak.attacks.activations import derivative_from_output, inverse
     from fedleak.attacks.fc_inversion import fc_input_gradient, invert_fc
@@ -141,9 +148,15 @@ def _walk(
         # The FC input comes from ratios of gradient entries: a dead unit's row is exactly zero there, so no
         # tolerance is needed; deeper outputs come from solves and carry their rounding.
         tol = 0.0 if index == len(net.convs) - 1 else dead_tol
-        delta = dx_next.reshape(y.shape) * derivative_from_output(y, layer.activation, dead_tol=tol)
+        upstream = dx_next.reshape(y.shape)
+        slope = derivative_from_output(y, layer.activation, dead_tol=tol)
         weight = weights[f"{layer.name}.weight"]
         bias = weights.get(f"{layer.name}.bias") if layer.has_bias else None
+        repair = None
+        if relu_repair and tol > 0 and _pattern_repairable(layer):
+            repair = repair_relu_pattern(geom, upstream, grads[f"{layer.name}.weight"], weight, bias, slope > 0, rcond)
+            slope = repair.alive.astype(np.float64)
+        delta = upstream * slope
         if bias is not None:
             observed = grads[f"{layer.name}.bias"]
             bias_checks[layer.name] = relative_residual(delta.sum(axis=(1, 2)) - observed, observed)
@@ -153,8 +166,7 @@ def _walk(
             if layer.activation.invertible:
                 z = inverse(y, layer.activation)
             else:  # ReLU: a live unit's pre-activation is its output; a dead unit's is unknown (NaN row, dropped)
-                alive = derivative_from_output(y, layer.activation, dead_tol=tol) > 0
-                z = np.where(alive, y, np.nan)
+                z = np.where(slope > 0, y, np.nan)
             if bias is not None:
                 z = z - bias[:, None, None]
         x, report = solve_layer(
@@ -169,6 +181,8 @@ def _walk(
             rcond=rcond,
             nullspace_limit=nullspace_limit,
         )
+        if repair is not None and repair.flipped:
+            report.notes.append(repair.note())
         if refine is not None:
             x = refine(index, layer, x, LayerSystem(delta, grads[f"{layer.name}.weight"], weight, z, report))
         reports.append(report)
@@ -178,6 +192,14 @@ def _walk(
     reports.reverse()
     inputs.reverse()
     return WalkResult(x_next.reshape(net.input_shape), reports, fc_input, inputs, bias_checks)
+
+
+def _pattern_repairable(layer: ConvLayer) -> bool:
+    """A ReLU layer whose gradient constraints are over-determined both in the input and in ``delta``, so that a
+    wrong live/dead pattern shows as a residual and the alternation in ``repair_relu_pattern`` is well posed."""
+    geom = layer.geometry
+    swapped_rows = geom.in_channels * geom.kernel * geom.kernel
+    return layer.activation.kind == "relu" and geom.filters_kernel_condition and swapped_rows >= geom.out_h * geom.out_w
 
 
 def numpy_params(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:

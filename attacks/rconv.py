@@ -48,13 +48,17 @@ class RConvConfig:
         dead_tol: ReLU outputs at or below ``dead_tol · max|y|`` count as dead (below the FC layer, whose input has
             exact zeros, a dead unit's recovered output is only zero up to the rounding of the solves). On
             ``rconv-lenet`` with ReLU over the first 100 CIFAR-10 test images: 1e-9 → 0 %, 1e-6 → 82 %, 1e-5 → 90 %,
-            1e-4 → 80 %, 1e-3 → 29 % at ≥ 40 dB.
+            1e-4 → 80 %, 1e-3 → 29 % at ≥ 40 dB (before ``relu_repair``).
+        relu_repair: check the live/dead pattern read with ``dead_tol`` against the layer's own gradient constraints
+            and correct it where it is inconsistent (see ``repair_relu_pattern``): fixes misread units near the
+            tolerance and the patterns left open by a rank-deficient layer above.
     """
 
     first_layer: str = "auto"
     fill_with_forward: bool = True
     rcond: float = 1e-10
     dead_tol: float = 1e-5
+    relu_repair: bool = True
 
     def __post_init__(self) -> None:
         if self.first_layer not in FIRST_LAYER_MODES:
@@ -78,7 +82,13 @@ class RConv(Attack):
         return mode != "forward", mode != "gradient"
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
-        walk, net = invert_observation(observation, self.policy, rcond=self.config.rcond, dead_tol=self.config.dead_tol)
+        walk, net = invert_observation(
+            observation,
+            self.policy,
+            rcond=self.config.rcond,
+            dead_tol=self.config.dead_tol,
+            relu_repair=self.config.relu_repair,
+        )
         return analytic_result(observation, walk, net)
 
 

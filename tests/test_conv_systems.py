@@ -10,7 +10,7 @@ from torch import nn
 from fedleak.attacks.activations import ActivationSpec, derivative_from_output, inverse
 from fedleak.attacks.conv_constraints import forward_matrix, gradient_matrix, gradient_rhs, input_gradient
 from fedleak.attacks.conv_network import ConvGeometry, parse_network
-from fedleak.attacks.conv_solvers import solve_layer
+from fedleak.attacks.conv_solvers import delta_from_input, repair_relu_pattern, solve_layer
 from fedleak.attacks.conv_systems import copa_index
 
 LAYERS = [  # (in, out, kernel, stride, padding, size)
@@ -138,3 +138,33 @@ def test_unknown_pre_activations_drop_their_forward_rows():
     assert report.forward_rows == int(np.isfinite(zb_partial).sum()) < geom.forward_rows
     assert report.deficiency == 0
     np.testing.assert_allclose(rec, x.detach()[0].numpy(), atol=1e-9)
+
+
+def _relu_layer(seed=0):
+    """A stride-1 layer whose output goes through a ReLU, with an exact upstream gradient: the pattern test bed."""
+    # Over-determined in both factors like rconv-lenet's ReLU layers: 6·25 = 150 rows for 36 pixels, 4·25 = 100 for 36
+    # outputs. (With 3×3 kernels and barely more rows than unknowns a wrong pattern can stay consistent.)
+    conv, x, z, _, geom = _layer(4, 6, 5, 1, 2, 6, seed=seed)
+    alive = (z > 0).detach()[0].numpy()
+    upstream = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)[0]
+    delta = upstream.numpy() * alive
+    weight_grad = torch.nn.grad.conv2d_weight(x.detach(), conv.weight.shape, torch.as_tensor(delta)[None], padding=2)
+    return conv, x.detach()[0].numpy(), geom, alive, upstream.numpy(), delta, weight_grad.numpy()
+
+
+def test_delta_follows_from_the_weight_gradient_and_a_known_input():
+    _, x, geom, _, _, delta, weight_grad = _relu_layer()
+    np.testing.assert_allclose(delta_from_input(x, weight_grad, geom), delta, atol=1e-10)
+
+
+def test_pattern_repair_corrects_misread_units_and_keeps_a_right_pattern():
+    conv, x, geom, alive, upstream, _, weight_grad = _relu_layer()
+    w, b = conv.weight.detach().numpy(), conv.bias.detach().numpy()
+    kept = repair_relu_pattern(geom, upstream, weight_grad, w, b, alive)
+    assert kept.flipped == 0 and kept.residual_before < 1e-10
+    misread = alive.copy()
+    misread.reshape(-1)[:6] = ~misread.reshape(-1)[:6]  # six units read wrong, as below a deficient layer
+    repaired = repair_relu_pattern(geom, upstream, weight_grad, w, b, misread)
+    assert repaired.residual_before > 1e-3  # a wrong pattern shows in the residual of the over-determined system
+    np.testing.assert_array_equal(repaired.alive, alive)
+    assert repaired.flipped == 6 and repaired.residual_after < 1e-10

@@ -66,3 +66,18 @@ def test_rconv_rejects_bad_config():
     with pytest.raises(UserError):
         get_attack("rconv", first_layer="sideways")
     assert np.isfinite(get_attack("rconv", rcond=1e-8).config.rcond)
+
+
+@pytest.mark.parametrize(
+    "seed, index, why",
+    [(13, 0, "the 3-filter layer is rank deficient: dead ReLUs remove its rows"), (7, 7, "a live unit below dead_tol")],
+)
+def test_rconv_repairs_the_relu_pattern_a_layer_above_got_wrong(seed, index, why):
+    x, y = real_images("cifar10", [index])
+    observation = gradient_observation("rconv-lenet", x, y, "relu", seed=seed)
+    plain = get_attack("rconv", relu_repair=False)(observation)
+    assert float(psnr(plain.images, x)[0]) < 40.0, why
+    result = get_attack("rconv")(observation)
+    assert float(psnr(result.images, x)[0]) >= 40.0
+    notes = [note for layer in result.diagnostics["layers"] for note in layer["notes"]]
+    assert any(note.startswith("ReLU pattern repair") for note in notes)
