@@ -2,7 +2,8 @@
 
 ``train``: receive the global weights and the round number, draw this round's batch from the client's shard
 (reproducibly from seed, client and round), compute the update (FedSGD gradient or K local SGD steps, the
-scenario's per-client settings), reply with the update, ``num-examples``, public metadata and the audit record.
+scenario's per-client settings; DP-SGD when that is the client's defense), reply with the update, ``num-examples``,
+public metadata and the audit record. The defense mod then transforms the update when the client's defense says so.
 ``evaluate``: loss and accuracy of the global model on this client's slice of the held-out set.
 """
 
@@ -14,13 +15,12 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from fedleak.clients import protocol
+from fedleak.clients.defense_mod import make_defense_mod
+from fedleak.clients.defenses import defense_label, noise_generator
+from fedleak.clients.dp_sgd import dp_epsilon, dp_sgd_update
 from fedleak.clients.local_training import compute_update, evaluate_model
 from fedleak.clients.shards import federated_data
 from fedleak.config.schema import Scenario
-
-#: Key of the ConfigRecord the server sends (Flower's strategies inject ``server-round`` into it).
-SERVER_CONFIG = "config"
-SERVER_ARRAYS = "arrays"
 
 
 def client_id(context: Context) -> int:
@@ -32,7 +32,7 @@ def build_client_app(scenario: Scenario, base_dir: Path | None = None) -> Client
     """A ClientApp that trains as ``scenario`` says; ``base_dir`` resolves the scenario's relative data paths."""
     # Ship the scenario as JSON: the app is pickled into every Ray worker, and a string travels safely.
     scenario_json = scenario.model_dump_json()
-    app = ClientApp()
+    app = ClientApp(mods=[make_defense_mod(scenario_json, client_id)])
 
     def _scenario() -> Scenario:
         return Scenario.model_validate_json(scenario_json)
@@ -41,15 +41,24 @@ def build_client_app(scenario: Scenario, base_dir: Path | None = None) -> Client
     def train(msg: Message, context: Context) -> Message:
         scenario = _scenario()
         client = client_id(context)
-        server_round = int(msg.content[SERVER_CONFIG]["server-round"])
+        server_round = int(msg.content[protocol.SERVER_CONFIG]["server-round"])
         data = federated_data(scenario, base_dir)
         model = data.model_spec().build()
-        model.load_state_dict(msg.content[SERVER_ARRAYS].to_torch_state_dict())
+        model.load_state_dict(msg.content[protocol.SERVER_ARRAYS].to_torch_state_dict())
         batch_size, local_steps, lr = scenario.client_settings(client)
         indices = data.batch_indices(client, server_round)
         images, labels = data.get(indices)
         kind = scenario.training.update
-        update, loss = compute_update(model, images, labels, kind, local_steps, lr)
+        defense = scenario.client_defense(client)
+        public = {}
+        if defense.kind == "dp_sgd":
+            generator = noise_generator(scenario.seed, client, server_round)
+            update, loss = dp_sgd_update(model, images, labels, kind, local_steps, lr, defense, generator)
+            steps_so_far = server_round * (local_steps if kind == "local_steps" else 1)
+            public["dp_epsilon"] = dp_epsilon(defense, len(indices) / len(data.shards[client]), steps_so_far)
+        else:
+            # Defenses that transform the finished update run in the defense mod, after this handler.
+            update, loss = compute_update(model, images, labels, kind, local_steps, lr)
         content = RecordDict(
             {
                 protocol.UPDATE: ArrayRecord(torch_state_dict=update),
@@ -62,6 +71,8 @@ def build_client_app(scenario: Scenario, base_dir: Path | None = None) -> Client
                         "batch_size": len(indices),
                         "local_steps": local_steps if kind == "local_steps" else 1,
                         "lr": lr,
+                        "defense": defense_label(defense),
+                        **public,
                     }
                 ),
                 protocol.AUDIT: ConfigRecord({protocol.INDICES: [int(i) for i in indices]}),
@@ -74,7 +85,7 @@ def build_client_app(scenario: Scenario, base_dir: Path | None = None) -> Client
         scenario = _scenario()
         data = federated_data(scenario, base_dir)
         model = data.model_spec().build()
-        model.load_state_dict(msg.content[SERVER_ARRAYS].to_torch_state_dict())
+        model.load_state_dict(msg.content[protocol.SERVER_ARRAYS].to_torch_state_dict())
         model.eval()
         indices = data.eval_indices_of(client_id(context))
         images, labels = data.get(indices)

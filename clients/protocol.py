@@ -8,11 +8,16 @@ everything an attack receives.
 
 from __future__ import annotations
 
+#: What the server sends: the global weights, and a config holding ``server-round`` (Flower's strategies add it).
+SERVER_ARRAYS = "arrays"
+SERVER_CONFIG = "config"
+
 #: The update (gradient or weights after local steps).
 UPDATE = "arrays"
 #: ``num-examples`` (the aggregation weight) and the client's training loss.
 METRICS = "metrics"
-#: Public metadata: client id, round, update kind, batch size, local steps, learning rate.
+#: Public metadata: client id, round, update kind, batch size, local steps, learning rate, the defense's name and,
+#: under DP-SGD, the ε spent so far (a property of the mechanism, not of the data).
 PUBLIC = "public"
 #: Scorer-only: the indices of the batch in the data source.
 AUDIT = "audit"

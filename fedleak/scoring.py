@@ -29,6 +29,7 @@ def score_reconstruction(
     defense: str,
     threat: ThreatModel,
     success_psnr: float,
+    dp_epsilon: float | None = None,
 ) -> LeakageRecord:
     """Score one attack on one client's update in one round.
 
@@ -44,12 +45,14 @@ def score_reconstruction(
         batch_size, local_steps, lr, update_kind, defense: How the client trained and what protected it.
         threat: The grants the attack ran under (written into the row).
         success_psnr: PSNR (dB) at or above which an image counts as reconstructed.
+        dp_epsilon: the ε the client's DP-SGD had spent by this round (None without DP-SGD).
     """
     context = dict(
         round=int(round), client=int(client), attack=attack, batch_size=int(batch_size),
         local_steps=int(local_steps), lr=float(lr), update_kind=update_kind, defense=defense,
         seconds=float(recon.seconds), labels_known=threat.labels_known,
         local_hparams_known=threat.local_hparams_known, batch_size_known=threat.batch_size_known,
+        dp_epsilon=dp_epsilon,
     )
     if recon.status != "ok":
         return _failed(context, recon.reason or "attack reported failure without a reason")

@@ -143,6 +143,7 @@ class LeakageRecord:
     local_hparams_known: bool
     batch_size_known: bool
     psnr_per_image: str = ""  # space-separated, after one-to-one matching
+    dp_epsilon: float | None = None  # ε the client's DP-SGD had spent by this round (Opacus RDP accountant)
     timestamp: float = field(default_factory=time.time)
 
     def as_row(self) -> dict[str, Any]:

@@ -38,6 +38,8 @@ class ScoringContext:
     local_steps: int
     lr: float
     update_kind: str
+    defense: str = "none"
+    dp_epsilon: float | None = None
 
 
 @dataclass
@@ -72,7 +74,8 @@ def reply_to_observation(
     context = ScoringContext(
         round=int(public["round"]), client=int(public["client"]), indices=tuple(int(i) for i in indices),
         batch_size=int(public["batch_size"]), local_steps=int(public["local_steps"]), lr=float(public["lr"]),
-        update_kind=str(public["update_kind"]),
+        update_kind=str(public["update_kind"]), defense=str(public.get("defense", "none")),
+        dp_epsilon=float(public["dp_epsilon"]) if "dp_epsilon" in public else None,
     )
     metadata = {
         "round": context.round, "client": context.client, "batch_size": context.batch_size,
@@ -192,8 +195,8 @@ class LeakageTap(ReplyTap):
             return score_reconstruction(
                 reconstruction, true_images, true_labels, round=context.round, client=context.client,
                 attack=outcome.attack, batch_size=context.batch_size, local_steps=context.local_steps,
-                lr=context.lr, update_kind=context.update_kind, defense="none", threat=self.scenario.threat_model,
-                success_psnr=self.scenario.output.success_psnr,
+                lr=context.lr, update_kind=context.update_kind, defense=context.defense, dp_epsilon=context.dp_epsilon,
+                threat=self.scenario.threat_model, success_psnr=self.scenario.output.success_psnr,
             )
 
         try:

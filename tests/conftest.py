@@ -32,3 +32,14 @@ def fixture_file(fixtures_dir: Path) -> Callable[[str], Path]:
         return path
 
     return find
+
+
+@pytest.fixture
+def flower_task_identity():
+    """Flower stamps every new Message with the process's task identity, which its runtime sets; a bare test
+    process has none, so set one for the duration of a test."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
+    yield
+    TaskIdentity._task_id = TaskIdentity._run_id = TaskIdentity._node_id = None

@@ -21,17 +21,8 @@ from fedleak.server.interceptor import InterceptingStrategy, ReplyTap
 from fedleak.server.leakage import LeakageTap, scheduled
 from fedleak.types import ModelSpec, Observation, Reconstruction
 
-
-@pytest.fixture(autouse=True)
-def task_identity():
-    """Flower stamps every new Message with the process's task identity, which its runtime sets; a bare test
-    process has none, so set one for the duration of each test."""
-    from flwr.supercore.task_identity import TaskIdentity
-
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    yield
-    TaskIdentity._task_id = TaskIdentity._run_id = TaskIdentity._node_id = None
-
+# Flower stamps every new Message with the task identity its runtime sets: see conftest.flower_task_identity.
+pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
 SPEC = ModelSpec("lenet", in_channels=1, image_size=28, num_classes=10)
 SEEN: list[Observation] = []

@@ -22,6 +22,9 @@ from fedleak.types import Observation, Reconstruction
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: (round, client) -> share of exact zeros in the update the attack observed (in-process executor only).
+ZERO_SHARE: dict[tuple[int, int], float] = {}
+
 if "test_sim_noise" not in ATTACKS:
 
     @register_attack("test_sim_noise")
@@ -29,6 +32,9 @@ if "test_sim_noise" not in ATTACKS:
         """Seeded noise of the observed batch's shape (plumbing only: it scores low, as it should)."""
 
         def reconstruct(self, observation: Observation) -> Reconstruction:
+            flat = torch.cat([v.reshape(-1) for v in observation.gradient().values()])
+            where = (observation.metadata["round"], observation.metadata["client"])
+            ZERO_SHARE[where] = float((flat == 0).double().mean())
             g = torch.Generator().manual_seed(self.seed)
             spec, b = observation.model, observation.batch_size or 1
             return Reconstruction(images=torch.rand(b, spec.in_channels, spec.image_size, spec.image_size,
@@ -49,10 +55,14 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def test_in_process_executor_run_survives_a_failing_attack(tmp_path, tmp_path_factory):
     scenario = parse_scenario({
         "name": "inproc", "data": {"dataset": "mnist", "eval_fraction": 0.1},
-        "clients": {"count": 2, "overrides": [{"client": 0, "batch_size": 1}]},
+        "clients": {"count": 2, "overrides": [
+            {"client": 0, "batch_size": 1, "defense": {"kind": "dp_sgd", "noise_multiplier": 1.0}},
+            {"client": 1, "defense": {"kind": "prune", "ratio": 0.5}},
+        ]},
         "training": {"rounds": 2, "batch_size": 3, "lr": 0.1},
         "attacks": [{"name": "test_sim_noise"}, {"name": "test_sim_raises", "rounds": [2], "clients": [1]}],
     })
+    ZERO_SHARE.clear()
     run_dir = tmp_path / "run"
     result = simulate(scenario, run_dir=run_dir, executor="local", progress=False,
                       ray_temp_dir=tmp_path_factory.mktemp("ray"))
@@ -67,6 +77,13 @@ def test_in_process_executor_run_survives_a_failing_attack(tmp_path, tmp_path_fa
     noise = [r for r in leakage if r["attack"] == "test_sim_noise"]
     assert {int(r["client"]): int(r["batch_size"]) for r in noise} == {0: 1, 1: 3}
     assert all(r["status"] == "ok" and float(r["psnr"]) < 15 for r in noise)  # noise is far from the batch
+    # Each client's defense ran inside Flower's client runtime (the mod, or Opacus in the Ray worker) and is named in
+    # its rows; the server saw the pruned update; DP-SGD's ε grows with the rounds.
+    assert {int(r["client"]): r["defense"] for r in noise} == {0: "dp_sgd(max_grad_norm=1, noise_multiplier=1, "
+                                                                   "delta=1e-05)", 1: "prune(ratio=0.5)"}
+    assert ZERO_SHARE[(1, 1)] >= 0.5 > ZERO_SHARE[(1, 0)]
+    epsilons = {int(r["round"]): float(r["dp_epsilon"]) for r in noise if r["client"] == "0"}
+    assert 0 < epsilons[1] < epsilons[2] and all(r["dp_epsilon"] == "" for r in noise if r["client"] == "1")
 
     rounds = _rows(run_dir / "rounds.csv")
     assert [int(r["round"]) for r in rounds] == [1, 2]

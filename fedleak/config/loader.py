@@ -59,7 +59,10 @@ def _describe(exc: ValidationError) -> str:
     return f"{field or 'scenario'}: {message}{shown}"
 
 
-_UNION_TAGS = {"iid", "dirichlet", "shards", "sizes", "str", "int", "float", "bool", "list[int]", "list[float]"}
+_UNION_TAGS = {
+    "iid", "dirichlet", "shards", "sizes", "str", "int", "float", "bool", "list[int]", "list[float]",
+    "none", "local_dp", "prune", "quantize", "dp_sgd",
+}
 
 
 def _check_names(scenario: Scenario, source: str) -> None:
@@ -75,6 +78,7 @@ def _check_names(scenario: Scenario, source: str) -> None:
     if training.activation is not None and training.activation not in ACTIVATIONS:
         raise UserError(f"{source}: training.activation: unknown activation {training.activation!r}; "
                         f"choose one of: {', '.join(ACTIVATIONS)}")
+    _check_dp_sgd_model(scenario, source)
     for i, attack in enumerate(scenario.attacks):
         if attack.name not in ATTACKS:
             raise UserError(f"{source}: attacks[{i}].name: unknown attack {attack.name!r}; choose one of: "
@@ -87,3 +91,18 @@ def _check_names(scenario: Scenario, source: str) -> None:
             if bad:
                 raise UserError(f"{source}: attacks[{i}].clients: client {bad[0]} does not exist "
                                 f"(clients are 0..{scenario.clients.count - 1})")
+
+
+def _check_dp_sgd_model(scenario: Scenario, source: str) -> None:
+    """DP-SGD needs per-sample gradients: refuse, before the run, a model Opacus cannot train (e.g. BatchNorm)."""
+    defenses = [scenario.training.defense] + [o.defense for o in scenario.clients.overrides if o.defense]
+    if not any(d.kind == "dp_sgd" for d in defenses):
+        return
+    from fedleak.clients.dp_sgd import validate_model
+    from fedleak.types import ModelSpec
+
+    model = ModelSpec(scenario.training.model, 3, 32, 10, scenario.training.activation).build()
+    problem = validate_model(model)
+    if problem:
+        raise UserError(f"{source}: defense dp_sgd: Opacus cannot train model {scenario.training.model!r} "
+                        f"({problem}); choose a model without BatchNorm, e.g. lenet")

@@ -85,13 +85,65 @@ Partition = Annotated[
 ]
 
 
+class NoDefense(Strict):
+    """The update leaves the client as computed."""
+
+    kind: Literal["none"] = "none"
+
+
+class LocalDpDefense(Strict):
+    """Local differential privacy on the update, the mechanism of Flower's ``LocalDpMod``: clip the update (the
+    gradient, or ``w_new − w_global``) to L2 norm ``clipping_norm`` over all tensors, then add Gaussian noise with
+    standard deviation ``sensitivity · sqrt(2 ln(1.25/δ)) / ε`` to every entry (``sensitivity`` defaults to the
+    clipping norm)."""
+
+    kind: Literal["local_dp"] = "local_dp"
+    clipping_norm: PositiveFloat = 1.0
+    epsilon: PositiveFloat = 1.0
+    delta: Annotated[float, Field(gt=0, lt=1)] = 1e-5
+    sensitivity: PositiveFloat | None = None
+
+
+class PruneDefense(Strict):
+    """Gradient pruning (the defense studied in DLG, arXiv 1906.08935): in every tensor of the update, zero the
+    ``ratio`` share of entries with the smallest magnitude."""
+
+    kind: Literal["prune"] = "prune"
+    ratio: Annotated[float, Field(ge=0, lt=1)] = 0.9
+
+
+class QuantizeDefense(Strict):
+    """Uniform symmetric quantisation of every tensor of the update to ``bits`` bits (``2^(bits−1) − 1`` levels on
+    each side of zero, scaled to the tensor's largest magnitude, rounded to nearest)."""
+
+    kind: Literal["quantize"] = "quantize"
+    bits: Annotated[int, Field(ge=2, le=16)] = 8
+
+
+class DpSgdDefense(Strict):
+    """DP-SGD (Abadi et al. 2016, arXiv 1607.00133) with Opacus: every local step clips each sample's gradient to
+    ``max_grad_norm`` and adds Gaussian noise of ``noise_multiplier · max_grad_norm`` to their sum. The privacy
+    spent (ε at ``delta``) is accounted with Opacus' RDP accountant and written into every result row."""
+
+    kind: Literal["dp_sgd"] = "dp_sgd"
+    max_grad_norm: PositiveFloat = 1.0
+    noise_multiplier: Annotated[float, Field(ge=0)] = 1.0
+    delta: Annotated[float, Field(gt=0, lt=1)] = 1e-5
+
+
+Defense = Annotated[
+    NoDefense | LocalDpDefense | PruneDefense | QuantizeDefense | DpSgdDefense, Field(discriminator="kind")
+]
+
+
 class ClientOverride(Strict):
-    """Per-client training settings, so one run compares hospitals that train differently."""
+    """Per-client training settings, so one run compares hospitals that train (or defend) differently."""
 
     client: Annotated[int, Field(ge=0)]
     batch_size: PositiveInt | None = None
     local_steps: PositiveInt | None = None
     lr: PositiveFloat | None = None
+    defense: Defense | None = None
 
 
 class ClientsConfig(Strict):
@@ -125,6 +177,8 @@ class TrainingConfig(Strict):
     #: checkpoint: a state_dict file at ``checkpoint``.
     init: Literal["paper", "default", "checkpoint"] = "paper"
     checkpoint: str | None = None
+    #: What every client applies before its update leaves (client overrides may differ), see the Defense models.
+    defense: Defense = Field(default_factory=NoDefense)
 
     @model_validator(mode="after")
     def _checkpoint_path(self) -> TrainingConfig:
@@ -184,3 +238,10 @@ class Scenario(Strict):
                 steps = o.local_steps or steps
                 lr = o.lr or lr
         return batch_size, steps, lr
+
+    def client_defense(self, client: int) -> Defense:
+        """The defense one client applies: its override, else the training default."""
+        for o in self.clients.overrides:
+            if o.client == client and o.defense is not None:
+                return o.defense
+        return self.training.defense

@@ -86,14 +86,16 @@ def _join(values: list[Any]) -> str:
 def _summary_table(summaries: list[AttackClientSummary]) -> str:
     if not summaries:
         return '<p class="warn">No leakage rows yet: no attack result was recorded (see the notes above).</p>'
-    header = ["attack", "client", "batch size", "local steps", "lr", "attempts", "ok", "median PSNR per image (dB)",
+    header = ["attack", "client", "batch size", "local steps", "lr", "defense", "DP-SGD ε", "attempts", "ok",
+              "median PSNR per image (dB)",
               "mean PSNR of batches (dB)", "mean SSIM", "label accuracy", "success rate", "mean time (s)", "failures"]
     rows = []
     for s in summaries:
         reasons = "<br>".join(f"{n}× {esc(reason)}" for reason, n in s.failure_reasons.most_common())
         rows.append([
             (esc(s.attack), False), (esc(s.client), True), (esc(_join(s.batch_sizes)), True),
-            (esc(_join(s.local_steps)), True), (esc(_join(s.lrs)), True), (esc(s.attempts), True), (esc(s.ok), True),
+            (esc(_join(s.local_steps)), True), (esc(_join(s.lrs)), True), (esc(_join(s.defenses)), False),
+            (fmt(s.max_dp_epsilon, 2), True), (esc(s.attempts), True), (esc(s.ok), True),
             (fmt(s.median_psnr), True), (fmt(s.mean_psnr), True), (fmt(s.mean_ssim, 3), True),
             (fmt(None if s.mean_label_accuracy is None else 100 * s.mean_label_accuracy, 0, " %"), True),
             (fmt(None if s.success_rate is None else 100 * s.success_rate, 0, " %"), True),

@@ -132,6 +132,9 @@ class AttackClientSummary:
     batch_sizes: list[int]
     local_steps: list[int]
     lrs: list[float]
+    defenses: list[str]
+    #: The largest ε the client's DP-SGD had spent when attacked (None without DP-SGD).
+    max_dp_epsilon: float | None
     attempts: int
     ok: int
     failed: int
@@ -164,6 +167,9 @@ def summarize(rows: list[Row]) -> list[AttackClientSummary]:
                 batch_sizes=sorted({r["batch_size"] for r in group if r.get("batch_size") is not None}),
                 local_steps=sorted({r["local_steps"] for r in group if r.get("local_steps") is not None}),
                 lrs=sorted({r["lr"] for r in group if r.get("lr") is not None}),
+                defenses=sorted({str(r.get("defense") or "none") for r in group}),
+                max_dp_epsilon=max((float(r["dp_epsilon"]) for r in group if is_number(r.get("dp_epsilon"))),
+                                   default=None),
                 attempts=len(group),
                 ok=len(ok),
                 failed=len(failed),
