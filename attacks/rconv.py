@@ -15,7 +15,8 @@ known weights, a true gradient (a multi-step update is treated as its pseudo-gra
 
 Departures from the reference code: least squares by SVD on the per-channel system instead of a greedy
 ``matrix_rank`` row selection; forward constraints also fill the null space of deficient layers instead of failing
-(after a ReLU, from the live units only).
+(after a ReLU, from the live units only); the live/dead pattern of a recovered ReLU output is checked against the
+layer's own gradient constraints and corrected where they disagree (``relu_repair``).
 """
 
 from __future__ import annotations
