@@ -14,6 +14,7 @@ convention, not a proof about this sampler.
 from __future__ import annotations
 
 import copy
+import logging
 import warnings
 
 import torch
@@ -24,8 +25,23 @@ from fedleak.training import client_loss
 from fedleak.types import UpdateKind
 
 
+def _import_opacus() -> None:
+    """Import Opacus without the logging handler it installs on the root logger at import time (``basicConfig``
+    in ``opacus.utils.module_utils``), which would print every DEBUG record of Flower and Ray."""
+    root = logging.getLogger()
+    before = list(root.handlers)
+    import opacus.accountants  # noqa: F401
+    import opacus.optimizers  # noqa: F401
+    import opacus.validators  # noqa: F401
+
+    for handler in root.handlers[:]:
+        if handler not in before:
+            root.removeHandler(handler)
+
+
 def validate_model(model: nn.Module) -> str | None:
     """Why Opacus cannot train ``model`` (e.g. BatchNorm), or None when it can."""
+    _import_opacus()
     from opacus.validators import ModuleValidator
 
     errors = ModuleValidator.validate(model, strict=False)
@@ -46,6 +62,7 @@ def dp_sgd_update(
 
     Same contract as :func:`fedleak.clients.local_training.compute_update`.
     """
+    _import_opacus()
     from opacus import GradSampleModule
     from opacus.optimizers import DPOptimizer
 
@@ -80,6 +97,7 @@ def dp_sgd_update(
 
 def dp_epsilon(defense: DpSgdDefense, sample_rate: float, steps: int) -> float:
     """ε spent after ``steps`` DP-SGD steps at ``sample_rate`` (Opacus RDP accountant, at ``defense.delta``)."""
+    _import_opacus()
     from opacus.accountants import RDPAccountant
 
     if defense.noise_multiplier == 0:

@@ -217,3 +217,14 @@ def test_the_mod_defends_each_clients_train_reply_with_its_own_defense() -> None
     assert all(torch.equal(plain[k], sent[k]) for k in sent)
     sent, evaluated = _exchange(scenario, client=1, kind=MessageType.EVALUATE)
     assert all(torch.equal(evaluated[k], sent[k]) for k in sent)
+
+
+def test_importing_opacus_leaves_the_root_logger_alone() -> None:
+    # Opacus calls logging.basicConfig at import; left in place, every Flower/Ray DEBUG record would be printed.
+    import subprocess
+    import sys
+
+    code = ("import logging; from fedleak.clients.dp_sgd import _import_opacus; _import_opacus(); "
+            "print(len(logging.getLogger().handlers))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"
