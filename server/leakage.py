@@ -21,6 +21,13 @@ from fedleak.observe import observe
 from fedleak.runtime import AttackExecutor, AttackOutcome
 from fedleak.server.interceptor import ReplyTap
 from fedleak.server.progress import RunProgress
+from fedleak.server.secure_aggregation import (
+    AGGREGATE,
+    aggregate_indices,
+    aggregate_metadata,
+    defense_name,
+    weighted_mean,
+)
 from fedleak.types import ModelSpec, Observation, Reconstruction
 
 #: Look up (images, labels) of the data source at the given indices: ground truth, for the scorer only.
@@ -58,9 +65,10 @@ class RunLedger:
 
 
 def scheduled(attack: AttackConfig, server_round: int, client: int) -> bool:
-    """Whether the scenario asks for ``attack`` on this client in this round."""
+    """Whether the scenario asks for ``attack`` on this client in this round (the aggregate under secure
+    aggregation is attacked in every scheduled round: no single client's update exists to choose from)."""
     rounds_ok = attack.rounds == "all" or server_round in attack.rounds
-    clients_ok = attack.clients == "all" or client in attack.clients
+    clients_ok = attack.clients == "all" or client in attack.clients or client == AGGREGATE
     return rounds_ok and clients_ok
 
 
@@ -85,6 +93,27 @@ def reply_to_observation(
     labels = ground_truth(indices)[1] if scenario.threat_model.labels_known else None
     observation = observe(
         spec, sent, content[protocol.UPDATE].to_torch_state_dict(), context.update_kind,  # type: ignore[arg-type]
+        scenario.threat_model, metadata=metadata, labels=labels,
+    )
+    return observation, context
+
+
+def aggregate_to_observation(
+    replies: list[Message], sent: dict[str, torch.Tensor], spec: ModelSpec, scenario: Scenario,
+    ground_truth: GroundTruth,
+) -> tuple[Observation, ScoringContext]:
+    """The attacker's single view of a round under secure aggregation, and the scorer's context (every batch)."""
+    meta = aggregate_metadata(replies)
+    indices = aggregate_indices(replies)
+    context = ScoringContext(
+        round=meta["round"], client=AGGREGATE, indices=tuple(int(i) for i in indices), batch_size=meta["batch_size"],
+        local_steps=meta["local_steps"] or 0, lr=meta["lr"] or float("nan"), update_kind=meta["update_kind"],
+        defense=defense_name(meta["defenses"]),
+    )
+    metadata = {k: meta[k] for k in ("round", "client", "batch_size", "local_steps", "lr") if meta[k] is not None}
+    labels = ground_truth(indices)[1] if scenario.threat_model.labels_known else None
+    observation = observe(
+        spec, sent, weighted_mean(replies), context.update_kind,  # type: ignore[arg-type]
         scenario.threat_model, metadata=metadata, labels=labels,
     )
     return observation, context
@@ -121,13 +150,19 @@ class LeakageTap(ReplyTap):
         start = time.perf_counter()
         weights = sent.to_torch_state_dict()
         clients = self.ledger.clients_per_round.setdefault(server_round, set())
+        answered = []
         for reply in replies:
             if reply.has_error():
                 self.ledger.reply_errors.append(f"round {server_round}: {reply.error.reason}")
-                continue
-            observation, context = reply_to_observation(reply, weights, self.spec, self.scenario, self.ground_truth)
-            clients.add(context.client)
-            self._submit(observation, context)
+            else:
+                answered.append(reply)
+                clients.add(int(reply.content[protocol.PUBLIC]["client"]))
+        if self.scenario.training.secure_aggregation and answered:
+            args = (answered, weights, self.spec, self.scenario, self.ground_truth)
+            self._submit(*aggregate_to_observation(*args))
+        else:
+            for reply in answered:
+                self._submit(*reply_to_observation(reply, weights, self.spec, self.scenario, self.ground_truth))
         self.progress.round_trained(server_round, len(clients))
         self.collect()
         self.ledger.tap_seconds += time.perf_counter() - start

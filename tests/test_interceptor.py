@@ -248,3 +248,41 @@ def test_stoppable_grid_collects_replies_and_gives_up_once_stopped():
         grid.get_node_ids()
     with pytest.raises(RunStopped):
         grid.send_and_receive(["a"], timeout=5)
+
+
+class _Rows:
+    """A writer stand-in that keeps the leakage rows."""
+
+    def __init__(self):
+        self.rows = []
+
+    def append_leakage(self, record):
+        self.rows.append(record)
+
+
+@pytest.mark.parametrize("update", ["gradient", "local_steps"])
+def test_secure_aggregation_shows_the_attack_only_the_aggregate_the_strategy_computes(update):
+    weights = _weights()
+    scenario = _scenario(update, attacks=("test_spy",))
+    secure = scenario.training.model_copy(update={"secure_aggregation": True})
+    scenario = scenario.model_copy(update={"training": secure})
+    writer = _Rows()
+    tap = LeakageTap(scenario, SPEC, _ground_truth, LocalExecutor(device="cpu"), writer=writer)
+    SEEN.clear()
+    arrays, _ = _aggregate(InterceptingStrategy(_plain(update), tap), weights, _replies(update, weights, [1, 2, 4]))
+    tap.drain()
+    # One observation for the round: the whole batch of 7 images behind one update, and no client of its own.
+    assert len(SEEN) == 1
+    (observation,) = SEEN
+    assert observation.batch_size == 7 and observation.metadata["client"] == -1
+    # Its update is exactly what the aggregator turned into the new model.
+    if update == "gradient":
+        expected = {k: weights[k] - 0.05 * observation.update[k] for k in observation.update}
+    else:
+        expected = observation.update
+    for name, value in expected.items():
+        np.testing.assert_allclose(arrays[name].numpy(), value.numpy(), rtol=1e-5, atol=1e-6)
+    # One row: the aggregate (client -1), its seven-image batch, and the defense that hid the clients.
+    (row,) = writer.rows
+    assert row.client == -1 and row.batch_size == 7 and row.defense == "secure_aggregation"
+    assert tap.ledger.clients_per_round[1] == {0, 1, 2}

@@ -179,6 +179,10 @@ class TrainingConfig(Strict):
     checkpoint: str | None = None
     #: What every client applies before its update leaves (client overrides may differ), see the Defense models.
     defense: Defense = Field(default_factory=NoDefense)
+    #: Secure aggregation: the server sees only each round's num-examples-weighted mean of the updates, so attacks
+    #: run once per round on that aggregate, whose batch is every client's batch (rows with client −1). The
+    #: server's view is modelled; the masking protocol itself is not run (see server/secure_aggregation.py).
+    secure_aggregation: bool = False
 
     @model_validator(mode="after")
     def _checkpoint_path(self) -> TrainingConfig:
