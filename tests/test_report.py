@@ -188,3 +188,17 @@ def test_report_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
 def test_threat_flags_of_the_record_match_the_threat_model():
     # The report reads these columns back; they must be the ThreatModel's field names.
     assert set(ThreatModel.model_fields) <= set(columns())
+
+
+def test_defenses_and_dp_epsilon_round_trip_into_the_summary_and_the_page(tmp_path: Path):
+    writer = RunWriter(tmp_path)
+    writer.append_leakage(record(1, 0, defense="dp_sgd(noise_multiplier=1)", dp_epsilon=2.5))
+    writer.append_leakage(record(2, 0, defense="dp_sgd(noise_multiplier=1)", dp_epsilon=3.25))
+    writer.append_leakage(record(1, -1, defense="secure_aggregation"))
+    rows = read_leakage(tmp_path / "leakage.csv").rows
+    assert rows[1]["dp_epsilon"] == 3.25 and rows[2]["dp_epsilon"] is None
+    by_client = {s.client: s for s in summarize(rows)}
+    assert by_client[0].defenses == ["dp_sgd(noise_multiplier=1)"] and by_client[0].max_dp_epsilon == 3.25
+    assert by_client[-1].defenses == ["secure_aggregation"] and by_client[-1].max_dp_epsilon is None
+    page = build_report(tmp_path).read_text()
+    assert "secure_aggregation" in page and ">aggregate<" in page and ">3.25<" in page

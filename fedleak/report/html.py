@@ -93,7 +93,9 @@ def _summary_table(summaries: list[AttackClientSummary]) -> str:
     for s in summaries:
         reasons = "<br>".join(f"{n}× {esc(reason)}" for reason, n in s.failure_reasons.most_common())
         rows.append([
-            (esc(s.attack), False), (esc(s.client), True), (esc(_join(s.batch_sizes)), True),
+            # Client -1 is the aggregate a server sees under secure aggregation.
+            (esc(s.attack), False), (esc("aggregate" if s.client == -1 else s.client), True),
+            (esc(_join(s.batch_sizes)), True),
             (esc(_join(s.local_steps)), True), (esc(_join(s.lrs)), True), (esc(_join(s.defenses)), False),
             (fmt(s.max_dp_epsilon, 2), True), (esc(s.attempts), True), (esc(s.ok), True),
             (fmt(s.median_psnr), True), (fmt(s.mean_psnr), True), (fmt(s.mean_ssim, 3), True),
