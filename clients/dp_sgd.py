@@ -81,13 +81,16 @@ def dp_sgd_update(
             generator=generator,
         )
     steps = 1 if kind == "gradient" else local_steps
-    for _ in range(steps):
-        optimizer.zero_grad()
-        client_loss(wrapped(images), labels).backward()
-        if kind == "gradient":
-            optimizer.pre_step()  # leaves the privatized gradient in p.grad without stepping
-        else:
-            optimizer.step()
+    with warnings.catch_warnings():
+        # Opacus' per-sample hooks fire on module outputs because the images do not require gradients: expected.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        for _ in range(steps):
+            optimizer.zero_grad()
+            client_loss(wrapped(images), labels).backward()
+            if kind == "gradient":
+                optimizer.pre_step()  # leaves the privatized gradient in p.grad without stepping
+            else:
+                optimizer.step()
     if kind == "gradient":
         update = {name: p.grad for name, p in work.named_parameters() if p.requires_grad}
     else:
