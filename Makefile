@@ -24,6 +24,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/quality_gm.py all
 	$(PY) bench/analytic.py all
 	$(PY) bench/sim_overhead.py
+	$(PY) bench/defense_cost.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
