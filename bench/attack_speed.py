@@ -21,7 +21,6 @@ Timings on a shared machine are noisy: the evaluation counts do not depend on lo
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import time
@@ -30,6 +29,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from bench_io import write_json
 
 from fedleak.attacks import get_attack
 from fedleak.attacks.cpu_kernels import conv_kernels
@@ -161,10 +161,7 @@ def main() -> None:
                 ratio = summary[mine]["time_to_30db_common"] / summary[baseline]["time_to_30db_common"]
                 summary[f"ratio {mine} / {baseline}"] = ratio
                 print(f"{mine} / {baseline}: time ratio {ratio:.2f}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))
-        print(f"wrote {args.out}")
+    write_json(args.out, {"rows": rows, "summary": summary})
 
 
 if __name__ == "__main__":

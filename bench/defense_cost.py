@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import statistics
 import tempfile
 from collections import defaultdict
 from pathlib import Path
+
+from bench_io import write_json
 
 from fedleak.clients.defenses import defense_label
 from fedleak.config.loader import load_scenario
@@ -86,10 +87,7 @@ def main() -> None:
     for label, acc in accuracy.items():
         cells = " ".join(f"{leakage.get(label, {}).get(a, float('nan')):>10.1f}" for a in attacks)
         print(f"{label:60s} {acc['final_accuracy']:>9.3f} {acc['best_accuracy']:>8.3f} {cells}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"accuracy": accuracy, "leakage_median_psnr": leakage}, indent=1))
-        print(f"wrote {args.out}")
+    write_json(args.out, {"accuracy": accuracy, "leakage_median_psnr": leakage})
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ used for CIFAR-10 when N > 20 and the file exists.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from bench_io import write_json
 
 from fedleak.attacks import get_attack
 from fedleak.attacks.labels import bias_sign_label, idlg_label, last_linear_gradients
@@ -173,10 +173,7 @@ def main() -> None:
         elif part == "local_steps":
             results["local_steps"] = run_local_steps(args.steps_count)
     results["seconds"] = round(time.perf_counter() - start, 1)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1))
-        print(f"wrote {args.out}")
+    write_json(args.out, results)
 
 
 if __name__ == "__main__":
