@@ -143,74 +143,120 @@ def simulate(
     """
     configure_logging(verbose)
     from fedleak.clients.app import build_client_app
-    from fedleak.clients.shards import FederatedData
-    from fedleak.runtime import make_executor
-    from fedleak.server.app import build_server_app, initial_weights
-    from fedleak.server.leakage import LeakageTap
-    from fedleak.server.progress import RunProgress
 
-    start = time.perf_counter()
-    data = FederatedData(scenario, base_dir=base_dir)
-    data.check_batches()
-    spec = data.model_spec()
-    weights = initial_weights(scenario, spec, base_dir)
-    writer = None
-    if write:
-        from fedleak.report import RunWriter
-
-        run_dir = Path(run_dir or scenario.output.dir or default_run_dir(scenario))
-        writer = RunWriter(run_dir)
-        writer.write_scenario(scenario)
-    kind = executor or ("local" if scenario.executor.kind == "local" else "ray")
-    pool = None
-    if attacks and scenario.attacks:
-        pool = make_executor(kind, device=scenario.device, seed=scenario.seed, timeout_s=scenario.executor.timeout_s,
-                             max_in_flight=scenario.executor.max_in_flight, workers=scenario.executor.workers)
-    display = RunProgress(scenario.training.rounds, scenario.clients.count, enabled=progress)
-    tap = LeakageTap(scenario, spec, data.get, pool, writer=writer, progress=display) if intercept else None
-    evaluate = len(data.eval_indices) >= scenario.clients.count
-    round_times: list[float] = []
-    stop = threading.Event()
-    drained_at: list[float] = []
-
-    def finish() -> None:
-        # Flower shuts Ray down as soon as the ServerApp returns: collect every attack before that.
-        # After Ctrl-C the rows written so far are kept and nothing more is awaited.
-        try:
-            if tap is not None and not stop.is_set():
-                tap.drain()
-            drained_at.append(time.perf_counter())
-        finally:
-            if pool is not None:
-                pool.close()
-
-    server_app = build_server_app(scenario, weights, tap, on_finish=finish, round_times=round_times,
-                                  evaluate=evaluate, stop=stop)
+    server = ServerSide.prepare(scenario, run_dir=run_dir, base_dir=base_dir, executor=executor, attacks=attacks,
+                                intercept=intercept, write=write, progress=progress)
     client_app = build_client_app(scenario, base_dir)
-    with display:
+    with server.display:
         try:
-            launch_flower(server_app, client_app, scenario.clients.count, verbose=verbose,
+            launch_flower(server.server_app(), client_app, scenario.clients.count, verbose=verbose,
                           ray_temp_dir=ray_temp_dir)
         except BaseException:
             # Ctrl-C (or a crash) in the simulation engine: let the ServerApp thread end, or the process hangs.
-            stop.set()
+            server.stop.set()
             raise
-    result = SimulationResult(run_dir=run_dir if write else None, round_times=round_times,
-                              seconds=time.perf_counter() - start)
-    if round_times and drained_at:
-        result.work_seconds = drained_at[0] - round_times[0]
-    if tap is not None:
-        result.tap_seconds = tap.ledger.tap_seconds
-        result.problems = check_run(scenario, tap.ledger)
-        result.attacks_finished = tap.ledger.attacks_finished
-        result.attacks_failed = tap.ledger.attacks_failed
-    elif len(round_times) != scenario.training.rounds + 1:
-        result.problems = [f"{len(round_times) - 1} of {scenario.training.rounds} rounds completed"]
-    if write and report and run_dir is not None:
-        from fedleak.report import build_report
+    return server.result(report=write and report)
 
-        build_report(run_dir)
-    return result
+
+@dataclass
+class ServerSide:
+    """Everything that lives beside the ServerApp: data (for scoring), initial weights, the run writer, the attack
+    executor and the interceptor's tap. Shared by the simulation engine (:func:`simulate`) and the deployment
+    engine (``fedleak.deploy_app``), so both write the same run directory."""
+
+    scenario: Scenario
+    run_dir: Path | None
+    data: Any
+    weights: dict[str, Any]
+    pool: Any
+    tap: Any
+    display: Any
+    evaluate: bool
+    start: float
+    round_times: list[float] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    drained_at: list[float] = field(default_factory=list)
+
+    @classmethod
+    def prepare(
+        cls,
+        scenario: Scenario,
+        *,
+        run_dir: Path | None = None,
+        base_dir: Path | None = None,
+        executor: Literal["local", "ray"] | None = None,
+        attacks: bool = True,
+        intercept: bool = True,
+        write: bool = True,
+        progress: bool = True,
+    ) -> ServerSide:
+        """Load the data, seed the global model, open the run directory and start the attack executor."""
+        from fedleak.clients.shards import FederatedData
+        from fedleak.runtime import make_executor
+        from fedleak.server.app import initial_weights
+        from fedleak.server.leakage import LeakageTap
+        from fedleak.server.progress import RunProgress
+
+        start = time.perf_counter()
+        data = FederatedData(scenario, base_dir=base_dir)
+        data.check_batches()
+        spec = data.model_spec()
+        weights = initial_weights(scenario, spec, base_dir)
+        writer = None
+        if write:
+            from fedleak.report import RunWriter
+
+            run_dir = Path(run_dir or scenario.output.dir or default_run_dir(scenario))
+            writer = RunWriter(run_dir)
+            writer.write_scenario(scenario)
+        kind = executor or ("local" if scenario.executor.kind == "local" else "ray")
+        pool = None
+        if attacks and scenario.attacks:
+            pool = make_executor(kind, device=scenario.device, seed=scenario.seed,
+                                 timeout_s=scenario.executor.timeout_s,
+                                 max_in_flight=scenario.executor.max_in_flight, workers=scenario.executor.workers)
+        display = RunProgress(scenario.training.rounds, scenario.clients.count, enabled=progress)
+        tap = LeakageTap(scenario, spec, data.get, pool, writer=writer, progress=display) if intercept else None
+        return cls(scenario=scenario, run_dir=run_dir if write else None, data=data, weights=weights, pool=pool,
+                   tap=tap, display=display, evaluate=len(data.eval_indices) >= scenario.clients.count, start=start)
+
+    def finish(self) -> None:
+        """Collect every attack before the ServerApp returns: Flower shuts Ray down right after.
+        After Ctrl-C the rows written so far are kept and nothing more is awaited."""
+        try:
+            if self.tap is not None and not self.stop.is_set():
+                self.tap.drain()
+            self.drained_at.append(time.perf_counter())
+        finally:
+            if self.pool is not None:
+                self.pool.close()
+
+    def server_app(self) -> Any:
+        """The scenario's ServerApp, intercepted by this side's tap; it drains the attacks before returning."""
+        from fedleak.server.app import build_server_app
+
+        return build_server_app(self.scenario, self.weights, self.tap, on_finish=self.finish,
+                                round_times=self.round_times, evaluate=self.evaluate, stop=self.stop)
+
+    def result(self, report: bool = True) -> SimulationResult:
+        """What the run produced, whether it is complete, and (``report``) figures and report.html."""
+        result = SimulationResult(run_dir=self.run_dir, round_times=self.round_times,
+                                  seconds=time.perf_counter() - self.start)
+        if self.round_times and self.drained_at:
+            result.work_seconds = self.drained_at[0] - self.round_times[0]
+        rounds = self.scenario.training.rounds
+        if self.tap is not None:
+            result.tap_seconds = self.tap.ledger.tap_seconds
+            result.problems = check_run(self.scenario, self.tap.ledger)
+            result.attacks_finished = self.tap.ledger.attacks_finished
+            result.attacks_failed = self.tap.ledger.attacks_failed
+        elif len(self.round_times) != rounds + 1:
+            result.problems = [f"{len(self.round_times) - 1} of {rounds} rounds completed"]
+        if report and self.run_dir is not None:
+            from fedleak.report import build_report
+
+            build_report(self.run_dir)
+        return result
 
 
 def check_run(scenario: Scenario, ledger: Any) -> list[str]:
