@@ -132,6 +132,16 @@ def test_local_steps_update_and_hidden_labels(probe, tmp_path: Path):
     assert 0 < metrics["psnr"] < 20  # noise is far from a digit; PSNR is peak-1 dB, not 255-peak
 
 
+def test_the_victim_can_defend_its_update(probe, tmp_path: Path):
+    assert run_cli("--attack", "probe", *BASE, "--index", "0", "--defense", "prune,ratio=0.9",
+                   "--out", str(tmp_path)) == 0
+    (observation,) = probe.seen
+    flat = torch.cat([v.reshape(-1) for v in observation.gradient().values()])
+    assert float((flat == 0).double().mean()) >= 0.89  # 90 % of every tensor pruned, what the server received
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["settings"]["defense"] == "prune(ratio=0.9)"
+
+
 def test_single_image_file_as_victim(probe, tmp_path: Path):
     from PIL import Image
 
@@ -190,6 +200,9 @@ def test_real_cifar_fixture_through_the_npz_source(probe, tmp_path: Path):
         (("--attack", "probe", *BASE, "--index", "0", "--param", "iterations=many"), "not a valid int"),
         (("--attack", "probe", "--model", "lenet", "--dataset", "mnist", "--image-size", "30", "--index", "0"),
          "--model lenet: cannot build it"),
+        (("--attack", "probe", *BASE, "--index", "0", "--defense", "prune,ratio=2"), "--defense: ratio:"),
+        (("--attack", "probe", *BASE, "--index", "0", "--defense", "shuffle"), "--defense: kind:"),
+        (("--attack", "probe", *BASE, "--index", "0", "--defense", "prune,0.5"), "is not KEY=VALUE"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(probe, argv, message, tmp_path: Path, capsys):

@@ -54,6 +54,9 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=1, help="local SGD steps for --update local_steps")
     p.add_argument("--lr", type=float, default=0.1, help="client learning rate for --update local_steps")
     p.add_argument("--activation", help="relu | leaky_relu | sigmoid | tanh (default: the model's)")
+    p.add_argument("--defense", metavar="KIND[,KEY=VALUE…]",
+                   help="the victim's defense, as in a scenario: e.g. prune,ratio=0.5 | quantize,bits=8 | "
+                        "local_dp,epsilon=50 | dp_sgd,noise_multiplier=0.5 (default: none)")
     p.add_argument("--labels-known", action="store_true", help="grant the attacker the batch's labels")
     p.add_argument("--hparams-unknown", action="store_true",
                    help="hide the client's lr and local steps from the attacker (granted by default)")
@@ -88,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             "attack": args.attack, "params": params, "model": args.model, "activation": args.activation,
             "dataset": args.dataset, "source": origin, "indices": _indices(args), "update": args.update,
             "local_steps": args.steps if args.update == "local_steps" else 1, "lr": args.lr,
+            "defense": _defense_label(args.defense),
             "threat": observation.threat.model_dump(), "seed": args.seed, "device": str(device),
         },
     )
@@ -194,6 +198,8 @@ def victim_batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, 
 
 def victim_observation(args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor, num_classes: int):
     """Seeded model, the client's update, and the attacker's view of it."""
+    from fedleak.clients.defenses import apply_defense, noise_generator
+    from fedleak.clients.dp_sgd import dp_sgd_update
     from fedleak.observe import observe
     from fedleak.training import batch_gradient, local_steps_update
     from fedleak.types import ModelSpec, ThreatModel
@@ -207,16 +213,50 @@ def victim_observation(args: argparse.Namespace, images: torch.Tensor, labels: t
         model = spec.build()
     except (ValueError, TypeError) as exc:
         raise UserError(f"--model {args.model}: cannot build it for {tuple(images.shape[1:])} images: {exc}") from None
-    if args.update == "gradient":
-        update = batch_gradient(model, images, labels)
-        steps = 1
+    defense = parse_defense(args.defense)
+    steps = 1 if args.update == "gradient" else args.steps
+    noise = noise_generator(args.seed, 0, 1)
+    if defense.kind == "dp_sgd":
+        update, _ = dp_sgd_update(model, images, labels, args.update, steps, args.lr, defense, noise)
+    elif args.update == "gradient":
+        update = apply_defense(batch_gradient(model, images, labels), defense, noise)
     else:
-        update = local_steps_update(model, images, labels, steps=args.steps, lr=args.lr)
-        steps = args.steps
+        trained = local_steps_update(model, images, labels, steps=steps, lr=args.lr)
+        update = apply_defense(trained, defense, noise, sent=model.state_dict())
     metadata = {"round": 1, "client": 0, "batch_size": len(images), "local_steps": steps, "lr": args.lr}
     threat = ThreatModel(labels_known=args.labels_known, local_hparams_known=not args.hparams_unknown,
                          batch_size_known=not args.batch_size_unknown)
     return observe(spec, model.state_dict(), update, args.update, threat, metadata=metadata, labels=labels)
+
+
+def parse_defense(text: str | None):
+    """``KIND[,KEY=VALUE…]`` as a scenario's defense model; a bad one is a UserError naming the option."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from fedleak.config.schema import Defense, NoDefense
+
+    if not text:
+        return NoDefense()
+    kind, *pairs = [part.strip() for part in text.split(",")]
+    settings: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UserError(f"--defense: {pair!r} is not KEY=VALUE; e.g. --defense prune,ratio=0.5")
+        settings[key] = value
+    try:
+        # Values arrive as strings; pydantic's lax mode turns "0.5" into a float where the field wants one.
+        return TypeAdapter(Defense).validate_python({"kind": kind, **settings})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"][1:]) or "kind"
+        raise UserError(f"--defense: {where}: {error['msg']}") from None
+
+
+def _defense_label(text: str | None) -> str:
+    from fedleak.clients.defenses import defense_label
+
+    return defense_label(parse_defense(text))
 
 
 def _run_with_spinner(attack, observation, what: str):
