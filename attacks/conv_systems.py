@@ -18,7 +18,8 @@ import torch
 
 from fedleak.attacks.conv_constraints import input_gradient
 from fedleak.attacks.conv_network import ConvLayer, Network, parse_network
-from fedleak.attacks.conv_solvers import LayerReport, relative_residual, repair_relu_pattern, solve_layer
+from fedleak.attacks.conv_solvers import LayerReport, relative_residual, solve_layer
+from fedleak.attacks.relu_pattern import repair_relu_pattern
 from fedleak.types import Observation
 
 #: (layer, is_first_layer) -> (use gradient constraints, use forward constraints)
@@ -98,7 +99,7 @@ def invert_network(
         refine: optional correction of each layer's least-squares input before it is passed on.
         threads: BLAS threads for the dense solves (None leaves the library default), see :func:`blas_threads`.
         relu_repair: check and correct the live/dead pattern of ReLU outputs recovered by a solve
-            (:func:`~fedleak.attacks.conv_solvers.repair_relu_pattern`).
+            (:func:`~fedleak.attacks.relu_pattern.repair_relu_pattern`).
     """
     with blas_threads(threads):
         return _walk(net, weights, grads, policy, rcond, dead_tol, nullspace_limit, refine, relu_repair)

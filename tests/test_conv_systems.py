@@ -10,8 +10,9 @@ from torch import nn
 from fedleak.attacks.activations import ActivationSpec, derivative_from_output, inverse
 from fedleak.attacks.conv_constraints import forward_matrix, gradient_matrix, gradient_rhs, input_gradient
 from fedleak.attacks.conv_network import ConvGeometry, parse_network
-from fedleak.attacks.conv_solvers import delta_from_input, repair_relu_pattern, solve_layer
+from fedleak.attacks.conv_solvers import solve_layer
 from fedleak.attacks.conv_systems import copa_index
+from fedleak.attacks.relu_pattern import delta_from_input, repair_relu_pattern
 
 LAYERS = [  # (in, out, kernel, stride, padding, size)
     (3, 12, 5, 2, 2, 16),
