@@ -20,14 +20,8 @@ from dataclasses import dataclass
 import torch
 
 from fedleak.attacks.base import Attack, register_attack
-from fedleak.attacks.matching import (
-    MatchConfig,
-    check_choice,
-    match_gradients,
-    matching_problem,
-    random_init,
-    to_reconstruction,
-)
+from fedleak.attacks.matching import MatchConfig, check_choice, match_gradients
+from fedleak.attacks.matching_problem import matching_problem, random_init, to_reconstruction
 from fedleak.types import Observation, Reconstruction
 
 

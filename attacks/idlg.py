@@ -22,7 +22,8 @@ import torch
 from fedleak.attacks.base import Attack, register_attack
 from fedleak.attacks.dlg import DLG
 from fedleak.attacks.labels import infer_labels
-from fedleak.attacks.matching import check_choice, match_gradients, matching_problem, random_init, to_reconstruction
+from fedleak.attacks.matching import check_choice, match_gradients
+from fedleak.attacks.matching_problem import matching_problem, random_init, to_reconstruction
 from fedleak.types import Observation, Reconstruction
 
 

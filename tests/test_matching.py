@@ -12,11 +12,10 @@ from fedleak.attacks.matching import (
     gradient_update_fn,
     local_steps_update_fn,
     match_gradients,
-    matching_problem,
-    random_init,
     reference_scale,
     update_distance,
 )
+from fedleak.attacks.matching_problem import matching_problem, random_init
 from fedleak.metrics import psnr
 from fedleak.observe import observe
 from fedleak.training import batch_gradient, local_steps_update
