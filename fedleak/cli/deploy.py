@@ -1,0 +1,72 @@
+"""``fedleak deploy FILE [--out DIR]``: run a scenario on Flower's deployment engine, as separate processes on loopback.
+
+One ``flower-superlink``, one ``flower-supernode`` per client and ``flwr run`` (see fedleak/deploy_launcher.py); every
+process is stopped at the end, also after Ctrl-C or an error. Writes the same run directory as ``fedleak simulate``,
+plus ``logs/`` (one log per process) and ``deploy_status.json`` (the ServerApp's account of the run). Exits 1 when
+the run is incomplete.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("deploy", help="run a scenario on Flower's deployment engine (SuperLink + SuperNodes on "
+                                      "loopback) and attack every update")
+    p.add_argument("scenario", type=Path, help="scenario YAML, e.g. scenarios/hospitals.yaml")
+    p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<name>-<timestamp>/)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where attacks run, inside the ServerApp's process (default: local, in-process)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="stop every process after this many seconds (default: wait for the run)")
+    p.add_argument("--isolation", choices=["subprocess", "process"], default="subprocess",
+                   help="process: a separate SuperExec per SuperLink/SuperNode starts the apps, as in "
+                        "docker-compose.yml (default: subprocess, the SuperLink/SuperNodes start them)")
+    p.add_argument("--verbose", action="store_true", help="Flower's INFO logs in the log files")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from fedleak.config.loader import load_scenario
+    from fedleak.deploy_launcher import DeployError, deploy
+    from fedleak.errors import UserError
+    from fedleak.simulation import default_run_dir
+
+    scenario = load_scenario(args.scenario)
+    check_data(scenario, args.scenario.resolve().parent)
+    if args.timeout is not None and args.timeout <= 0:
+        raise UserError(f"--timeout {args.timeout:g}: give a positive number of seconds")
+    run_dir = args.out or (Path(scenario.output.dir) if scenario.output.dir else default_run_dir(scenario))
+    if (run_dir / "leakage.csv").exists() or (run_dir / "rounds.csv").exists():
+        raise UserError(f"--out {run_dir}: holds a run already; name a new folder")
+
+    def say(line: str) -> None:
+        print(f"fedleak deploy: {line}", file=sys.stderr)
+
+    say(f"{scenario.name} → {run_dir}")
+    try:
+        result = deploy(args.scenario, run_dir, num_clients=scenario.clients.count, executor=args.executor,
+                        timeout_s=args.timeout, verbose=args.verbose, isolation=args.isolation, say=say)
+    except DeployError as exc:
+        say(f"error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        say(f"every process stopped; rows written so far are in {run_dir}, logs in {run_dir / 'logs'}")
+        raise
+    status = result.status
+    if status:
+        say(f"{status.get('attacks_finished', 0)} attacks ({status.get('attacks_failed', 0)} failed); "
+            f"{result.seconds:.0f} s in all ({status.get('seconds', 0):.0f} s in the ServerApp, "
+            f"{result.stop_seconds:.0f} s to stop the processes); report: {run_dir / 'report.html'}")
+    for problem in result.problems:
+        say(f"run incomplete: {problem}")
+    return 0 if result.ok else 1
+
+
+def check_data(scenario, base_dir: Path) -> None:
+    """Find bad data settings here (one line, exit 2) rather than inside the ServerApp's process."""
+    from fedleak.clients.shards import FederatedData
+
+    FederatedData(scenario, base_dir=base_dir).check_batches()
