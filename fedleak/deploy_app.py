@@ -87,10 +87,16 @@ def server_main(grid: Grid, context: Context) -> None:
         with server.display:
             server.server_app()(grid=grid, context=context)
     except BaseException as exc:
+        # Stopped (the launcher's SIGTERM arrives as KeyboardInterrupt) or failed: await no more attacks.
+        server.stop.set()
         problems.append(f"ServerApp stopped: {type(exc).__name__}: {exc}".splitlines()[0])
         raise
     finally:
-        result = server.result(report=True)
+        try:
+            result = server.result(report=True)
+        except Exception as exc:  # noqa: BLE001 — the rows are on disk; `fedleak report DIR` can retry
+            problems.append(f"report not built: {type(exc).__name__}: {exc}".splitlines()[0])
+            result = server.result(report=False)
         write_status(result, problems)
 
 

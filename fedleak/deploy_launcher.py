@@ -179,6 +179,10 @@ class Processes:
                 process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+        # SIGKILL is delivered asynchronously: wait until the killed processes are gone (or zombies).
+        deadline = time.monotonic() + 5
+        while killed and self.marked_pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
         for log in self._logs:
             log.close()
         return sorted(killed)
