@@ -17,7 +17,7 @@ from fedleak.cli.main import main as cli_main
 from fedleak.config.schema import Scenario
 from fedleak.report import RunWriter, build_report, grid
 from fedleak.report.images import MIN_DISPLAY_SIDE
-from fedleak.report.tables import read_leakage, read_rounds, series, summarize
+from fedleak.report.tables import by_defense, read_leakage, read_rounds, series, summarize
 from fedleak.report.writer import image_name, parse_image_name
 from fedleak.types import LeakageRecord, ThreatModel, columns
 
@@ -202,3 +202,8 @@ def test_defenses_and_dp_epsilon_round_trip_into_the_summary_and_the_page(tmp_pa
     assert by_client[-1].defenses == ["secure_aggregation"] and by_client[-1].max_dp_epsilon is None
     page = build_report(tmp_path).read_text()
     assert "secure_aggregation" in page and ">aggregate<" in page and ">3.25<" in page
+    # More than one defense in the run: a figure compares them, "none" first.
+    assert (tmp_path / "figures" / "leakage_vs_defense.png").is_file() and "Leakage vs defense" in page
+    assert list(by_defense(rows)) == ["secure_aggregation", "dp_sgd(noise_multiplier=1)"]  # client -1 before 0
+    writer.append_leakage(record(3, 2, psnr=40.0))
+    assert list(by_defense(read_leakage(tmp_path / "leakage.csv").rows))[0] == "none"

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from fedleak.errors import UserError
-from fedleak.report.figures import leakage_plot, training_plot
+from fedleak.report.figures import defense_plot, leakage_plot, training_plot
 from fedleak.report.html import GridImage, ReportContent, fmt, render
 from fedleak.report.tables import Row, read_leakage, read_rounds, summarize
 from fedleak.report.writer import IMAGES_DIR, LEAKAGE_FILE, ROUNDS_FILE, SCENARIO_FILE, parse_image_name, safe_name
@@ -54,6 +54,9 @@ def build_report(run_dir: Path) -> Path:
         (training_plot(rounds.rows, figures_dir / "training.png"),
          "Training: accuracy and loss of the global model per round."),
     ]
+    if len({str(r.get("defense") or "none") for r in leakage.rows}) > 1:
+        figures.insert(2, (defense_plot(leakage.rows, figures_dir / "leakage_vs_defense.png", success_psnr),
+                           "Leakage vs defense: median per-image PSNR over the rounds and clients with that defense."))
     grids, left_out = _grids(run_dir / IMAGES_DIR, leakage.rows)
     content = ReportContent(
         title=f"fedleak report — {_get(scenario, 'name') or run_dir.name}",

@@ -15,7 +15,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from fedleak.report.tables import Row, is_number, series
+from fedleak.report.tables import Row, by_defense, is_number, series
 
 FIGURE_SIZE = (6.4, 3.8)
 DPI = 110
@@ -75,6 +75,36 @@ def leakage_plot(rows: list[Row], x: str, xlabel: str, path: Path, success_psnr:
     axes.set_xlabel(xlabel)
     axes.set_ylabel("median PSNR per image (dB, peak 1)")
     axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def defense_plot(rows: list[Row], path: Path, success_psnr: float | None = None) -> Path:
+    """Median per-image PSNR per defense (one bar per attack), for runs whose clients defend differently."""
+    medians = by_defense(rows)
+    figure = Figure(figsize=(FIGURE_SIZE[0], max(FIGURE_SIZE[1], 0.45 * len(medians) + 1.2)), dpi=DPI,
+                    layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    attacks = sorted({a for by_attack in medians.values() for a in by_attack})
+    if not attacks:
+        _empty(axes, "no successful reconstruction to plot")
+        return _save(figure, path)
+    points = {a: [(0.0, by_attack[a]) for by_attack in medians.values() if a in by_attack] for a in attacks}
+    ceiling = _finite_ceiling(points)
+    height = 0.8 / len(attacks)
+    for i, attack in enumerate(attacks):
+        ys = [j + i * height for j, by_attack in enumerate(medians.values()) if attack in by_attack]
+        values = [by_attack[attack] for by_attack in medians.values() if attack in by_attack]
+        widths = [ceiling if (ceiling is not None and math.isinf(v)) else v for v in values]
+        axes.barh(ys, widths, height=height, label=attack)
+    axes.set_yticks([j + 0.4 - height / 2 for j in range(len(medians))], list(medians), fontsize=7)
+    axes.invert_yaxis()
+    if success_psnr is not None:
+        axes.axvline(success_psnr, color="tab:red", linewidth=0.8, linestyle="--",
+                     label=f"success ≥ {success_psnr:g} dB")
+    axes.set_xlabel("median PSNR per image (dB, peak 1)" + ("; ∞ drawn at the right edge" if ceiling else ""))
+    axes.grid(True, axis="x", alpha=0.3)
     axes.legend(fontsize=8)
     return _save(figure, path)
 

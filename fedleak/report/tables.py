@@ -195,3 +195,17 @@ def series(rows: list[Row], x: str) -> dict[str, list[tuple[float, float]]]:
         attack: [(xv, statistics.median(ys)) for xv, ys in sorted(by_x.items()) if ys]
         for attack, by_x in sorted(points.items())
     }
+
+
+def by_defense(rows: list[Row]) -> dict[str, dict[str, float]]:
+    """Per defense (``none`` first, then by the first client using it): per attack, the median per-image PSNR of
+    successful rows. Infinite PSNRs (exact reconstructions) count as the largest values."""
+    psnrs: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    first_client: dict[str, int] = {}
+    for row in rows:
+        defense = str(row.get("defense") or "none")
+        first_client[defense] = min(first_client.get(defense, 1 << 30), int(row.get("client") or 0))
+        if row.get("status") == "ok":
+            psnrs[defense][str(row["attack"])].extend(image_psnrs(row))
+    order = sorted(psnrs, key=lambda d: (d != "none", first_client[d]))
+    return {d: {a: statistics.median(v) for a, v in sorted(psnrs[d].items()) if v} for d in order}
