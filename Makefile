@@ -1,16 +1,27 @@
 # Two entry points: `make simulate` (the main job, offline) and `make test`.
-# Each creates the virtual environment when it is missing.
+# Each creates the virtual environment when it is missing, from requirements.lock (the exact tested versions).
 VENV ?= .venv
 PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+LOCK := requirements.lock
 SCENARIO ?= scenarios/hospitals.yaml
 
-.PHONY: simulate test lint bench clean
+.PHONY: simulate test test-fast lint bench lock check-lock clean
 
-$(VENV)/.installed: pyproject.toml
+# The venv gets exactly the lock (pip and setuptools included), then fedleak itself, built by the locked setuptools
+# without fetching anything else; check-lock then proves that nothing else slipped in.
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PIP) install -q -r $(LOCK)
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	$(MAKE) --no-print-directory check-lock
 	touch $@
+
+# Fails when the venv differs from the lock in any package or version.
+check-lock:
+	@$(PIP) freeze --all --exclude-editable > $(VENV)/freeze.txt
+	@grep -v -e '^#' -e '^$$' $(LOCK) | diff -u - $(VENV)/freeze.txt \
+		|| (echo "$(VENV) differs from $(LOCK) (lines above: - lock, + venv); run 'make clean' and retry" && exit 1)
 
 simulate: $(VENV)/.installed
 	$(VENV)/bin/fedleak simulate $(SCENARIO)
@@ -18,6 +29,22 @@ simulate: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# Everything not marked slow: the edit-test loop.
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow"
+
+# Regenerate the lock: a fresh venv takes the newest versions pyproject.toml's ranges allow, and its `pip freeze`
+# becomes the lock. Then check it: `make clean test`, and the benchmarks whose figures the README quotes (`make bench`).
+lock:
+	rm -rf .lock-venv
+	python3 -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip setuptools
+	.lock-venv/bin/pip install -q -e ".[dev]"
+	{ echo "# Exact versions fedleak is tested with (CPython 3.11, Linux x86-64): regenerate with 'make lock'."; \
+	  echo "# Written by pip freeze --all --exclude-editable of a fresh venv holding fedleak[dev]."; \
+	  .lock-venv/bin/pip freeze --all --exclude-editable; } > $(LOCK)
+	rm -rf .lock-venv
 
 bench: $(VENV)/.installed
 	$(PY) bench/attack_speed.py

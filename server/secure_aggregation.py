@@ -3,7 +3,7 @@
 Secure aggregation (SecAgg+, Bell et al. 2020, arXiv 2009.08043) lets the server unmask only the sum of the
 clients' (weighted) updates. This module builds the attacker's view of that outcome: the ``num-examples``-weighted
 mean of the round's updates — exactly what FedAvg/FedSGD aggregate — as one Observation whose batch is every
-client's batch together. It does not run the masking protocol: Flower 1.41 offers SecAgg+ only on its legacy
+client's batch together. It does not run the masking protocol: Flower (1.41 and 1.42) offers SecAgg+ only on its legacy
 ``NumPyClient`` path, whose mod fails with the Message API's ``@app.train`` handlers that the testbed uses; the
 server's view, which is all the attacks depend on, is the same.
 """

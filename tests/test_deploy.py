@@ -217,10 +217,23 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys) -> None:
 # --- docker-compose.yml ------------------------------------------------------------------------------------------
 
 
-def _flwr_version() -> str:
-    from importlib.metadata import version
+def _locked_flwr_version() -> str:
+    """The flwr version pinned in requirements.lock: the one every part of the deployment must use."""
+    pins = [line for line in (ROOT / "requirements.lock").read_text().splitlines() if line.startswith("flwr==")]
+    assert len(pins) == 1, "requirements.lock must pin flwr exactly once"
+    return pins[0].removeprefix("flwr==")
 
-    return version("flwr")
+
+def _compose_image_versions(compose: dict) -> dict[str, str]:
+    """Every Flower version the compose file names: image tags' defaults and build arguments, by where they are."""
+    found = {}
+    for name, service in compose["services"].items():
+        tag = service["image"].split(":", 1)[1]  # the image name has no colon; the tag may (${VAR:-default})
+        found[f"{name}.image"] = tag
+        if "build" in service:
+            found[f"{name}.build.FLWR_VERSION"] = service["build"]["args"]["FLWR_VERSION"]
+    # A tag is written ${FLWR_VERSION:-X.Y.Z}: the default X.Y.Z is what `docker compose up` pulls.
+    return {where: tag.removeprefix("${FLWR_VERSION:-").removesuffix("}") for where, tag in found.items()}
 
 
 def test_compose_file_has_a_superlink_a_serverapp_and_a_node_pair_per_hospital() -> None:
@@ -231,18 +244,32 @@ def test_compose_file_has_a_superlink_a_serverapp_and_a_node_pair_per_hospital()
                 *(f"clientapp-{i}" for i in range(hospitals))}
     assert set(services) == expected
     assert all(service.get("init") is True for service in services.values())
-    tag = f"${{FLWR_VERSION:-{_flwr_version()}}}"
-    assert services["superlink"]["image"] == f"flwr/superlink:{tag}"
+    assert services["superlink"]["image"].startswith("flwr/superlink:")
     for i in range(hospitals):
         node, app = services[f"supernode-{i}"], services[f"clientapp-{i}"]
-        assert node["image"] == f"flwr/supernode:{tag}"
+        assert node["image"].startswith("flwr/supernode:")
         assert node["command"][node["command"].index("--node-config") + 1] == \
             f"partition-id={i} num-partitions={hospitals}"
-        assert app["command"][-1] == f"supernode-{i}:9094" and app["build"]["args"]["FLWR_VERSION"] == tag
+        assert app["command"][-1] == f"supernode-{i}:9094"
     assert services["serverapp"]["command"][-1] == "superlink:8000"
     assert "runs:/app/runs" in services["serverapp"]["volumes"] and "runs" in compose["volumes"]
+
+
+def test_compose_images_dockerfile_and_lock_name_one_flower_version() -> None:
+    locked = _locked_flwr_version()
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    disagree = {where: tag for where, tag in _compose_image_versions(compose).items() if tag != locked}
+    assert not disagree, f"docker-compose.yml names Flower versions other than the locked {locked}: {disagree}"
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert f"ARG FLWR_VERSION={_flwr_version()}" in dockerfile and "FROM flwr/superexec:${FLWR_VERSION}" in dockerfile
+    assert f"ARG FLWR_VERSION={locked}\n" in dockerfile, f"the Dockerfile's base image is not flwr {locked}"
+    assert "FROM flwr/superexec:${FLWR_VERSION}" in dockerfile
+    assert "pip install --no-cache-dir -r requirements.lock" in dockerfile  # the image gets the tested set
+
+
+def test_version_check_sees_a_compose_file_that_drifts_from_the_lock() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    compose["services"]["superlink"]["image"] = "flwr/superlink:${FLWR_VERSION:-0.0.1}"
+    assert _compose_image_versions(compose)["superlink.image"] == "0.0.1"
 
 
 def _compose_command() -> list[str] | None:
