@@ -88,6 +88,10 @@ def run_attack(attack: Attack, observation: Observation) -> Reconstruction:
     except Exception as exc:  # noqa: BLE001 — an attack crash is a result, not a dead run
         return Reconstruction.failed(f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - start)
     result.seconds = time.perf_counter() - start
+    if observation.kind != "gradient":
+        # Every row says how a multi-step update was attacked: an attack that does not simulate the client's
+        # steps (it sets "simulate"/"simulate_epochs" itself) solved the pseudo-gradient (w_old - w_new)/(lr·steps).
+        result.diagnostics.setdefault("update_mode", "pseudo_gradient")
     if result.status == "ok" and result.images is not None:
         if not torch.isfinite(result.images).all():
             result.status, result.reason = "failed", "diverged: non-finite pixels"

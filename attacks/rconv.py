@@ -113,6 +113,6 @@ def analytic_result(observation: Observation, walk, net) -> Reconstruction:
         )
         image = image.repeat(batch, 1, 1, 1)
     if observation.kind != "gradient":
-        diagnostics["update_kind"] = "local_steps: solved on the pseudo-gradient (w_old - w_new) / (lr K)"
+        diagnostics["update_kind"] = f"{observation.kind}: solved on the pseudo-gradient (w_old - w_new) / (lr K)"
     labels = torch.argmin(bias_grad).reshape(1).repeat(batch) if batch == 1 else None
     return Reconstruction(images=image.float(), labels=labels, diagnostics=diagnostics)

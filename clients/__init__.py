@@ -1,5 +1,6 @@
-"""Flower ClientApp of the testbed: each client trains on one batch of its shard and replies with its update.
+"""Flower ClientApp of the testbed: each client trains on its shard and replies with its update.
 
-Installed as ``fedleak.clients``. ``protocol`` names the records of a reply, ``local_training`` holds the pure
-torch work, ``shards`` turns a scenario into each client's data, ``app`` wires them into Flower's ClientApp.
+Installed as ``fedleak.clients``. ``protocol`` names the records of a reply, ``update`` holds the pure torch work
+(the one client update, shared with ``fedleak attack``), ``shards`` turns a scenario into each client's data,
+``defenses``/``defense_mod``/``dp_sgd`` protect the update, ``app`` wires them into Flower's ClientApp.
 """

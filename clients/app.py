@@ -1,31 +1,84 @@
-"""The Flower ClientApp (Message API): one hospital that trains on one batch per round.
+"""The Flower ClientApp (Message API): one hospital that trains on its shard when the server selects it.
 
-``train``: receive the global weights and the round number, draw this round's batch from the client's shard
-(reproducibly from seed, client and round), compute the update (FedSGD gradient or K local SGD steps, the
-scenario's per-client settings; DP-SGD when that is the client's defense), reply with the update, ``num-examples``,
-public metadata and the audit record. The defense mod then transforms the update when the client's defense says so.
+``train``: receive the global weights and the round number, take this round's batches from the client's shard
+(reproducibly from seed, client and round), compute the update with the one client update of
+:mod:`fedleak.clients.update` (FedSGD gradient, K steps on one batch, or E epochs over the shard; DP-SGD when that is
+the client's defense), reply with the update, ``num-examples``, public metadata (with the privacy spent so far) and
+the audit record. The defense mod then transforms the update when the client's defense says so.
 ``evaluate``: loss and accuracy of the global model on this client's slice of the held-out set.
+``query``: the client's id, so the server can address the clients it samples (see fedleak/server/sampling.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedleak.clients import protocol
 from fedleak.clients.defense_mod import make_defense_mod
 from fedleak.clients.defenses import defense_label, noise_generator
-from fedleak.clients.dp_sgd import dp_epsilon, dp_sgd_update
-from fedleak.clients.local_training import compute_update, evaluate_model
-from fedleak.clients.shards import federated_data
+from fedleak.clients.shards import FederatedData, federated_data
+from fedleak.clients.update import (
+    LocalTraining,
+    evaluate_model,
+    privacy_spent,
+    round_batches,
+    total_steps,
+    train_update,
+)
 from fedleak.config.schema import Scenario
+from fedleak.participation import rounds_taken_part
 
 
 def client_id(context: Context) -> int:
     """The client's index: the simulation's partition id (the deployment engine sets it via --node-config)."""
     return int(context.node_config["partition-id"])
+
+
+def _public_metadata(scenario: Scenario, client: int, server_round: int, plan: LocalTraining,
+                     batches: list[np.ndarray], shard_size: int) -> dict:
+    """What a real server sees of how the client trained, plus the privacy its defense has spent so far."""
+    defense = scenario.client_defense(client)
+    # Under DP-SGD the size of a Poisson batch is private: the client reports the nominal batch size instead.
+    nominal = plan.kind == "epochs" or defense.kind == "dp_sgd"
+    batch_size = plan.batch_size if nominal else len(batches[0])
+    public = {
+        "client": client, "round": server_round, "update_kind": plan.kind, "batch_size": batch_size,
+        "local_steps": total_steps(plan, batches), "local_epochs": plan.local_epochs if plan.kind == "epochs" else 0,
+        "lr": plan.lr, "num_examples": shard_size if plan.kind == "epochs" else batch_size,
+        "defense": defense_label(defense),
+    }
+    clients = scenario.clients
+    rounds = len(rounds_taken_part(clients.count, clients.per_round, scenario.seed, client, server_round))
+    spent = privacy_spent(defense, plan, shard_size, rounds)
+    if spent is not None:
+        public.update(dp_epsilon=spent.epsilon, dp_delta=spent.delta, dp_unit=spent.unit)
+    return public
+
+
+def _train_reply(msg: Message, scenario: Scenario, data: FederatedData, client: int) -> Message:
+    server_round = int(msg.content[protocol.SERVER_CONFIG]["server-round"])
+    model = data.model_spec().build()
+    model.load_state_dict(msg.content[protocol.SERVER_ARRAYS].to_torch_state_dict())
+    plan = LocalTraining.of(scenario, client)
+    defense = scenario.client_defense(client)
+    shard = data.shards[client]
+    batches = round_batches(shard, plan, scenario.seed, client, server_round, poisson=defense.kind == "dp_sgd")
+    generator = noise_generator(scenario.seed, client, server_round)
+    # Defenses that transform the finished update run in the defense mod, after this handler.
+    update, loss = train_update(model, [data.get(b) for b in batches], plan, defense, generator, len(shard))
+    public = _public_metadata(scenario, client, server_round, plan, batches, len(shard))
+    trained_on = [int(i) for batch in batches for i in batch]
+    content = RecordDict({
+        protocol.UPDATE: ArrayRecord(torch_state_dict=update),
+        protocol.METRICS: MetricRecord({protocol.NUM_EXAMPLES: public["num_examples"], protocol.TRAIN_LOSS: loss}),
+        protocol.PUBLIC: ConfigRecord(public),
+        protocol.AUDIT: ConfigRecord({protocol.INDICES: trained_on}),
+    })
+    return Message(content=content, reply_to=msg)
 
 
 def build_client_app(scenario: Scenario, base_dir: Path | None = None) -> ClientApp:
@@ -40,45 +93,7 @@ def build_client_app(scenario: Scenario, base_dir: Path | None = None) -> Client
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         scenario = _scenario()
-        client = client_id(context)
-        server_round = int(msg.content[protocol.SERVER_CONFIG]["server-round"])
-        data = federated_data(scenario, base_dir)
-        model = data.model_spec().build()
-        model.load_state_dict(msg.content[protocol.SERVER_ARRAYS].to_torch_state_dict())
-        batch_size, local_steps, lr = scenario.client_settings(client)
-        indices = data.batch_indices(client, server_round)
-        images, labels = data.get(indices)
-        kind = scenario.training.update
-        defense = scenario.client_defense(client)
-        public = {}
-        if defense.kind == "dp_sgd":
-            generator = noise_generator(scenario.seed, client, server_round)
-            update, loss = dp_sgd_update(model, images, labels, kind, local_steps, lr, defense, generator)
-            steps_so_far = server_round * (local_steps if kind == "local_steps" else 1)
-            public["dp_epsilon"] = dp_epsilon(defense, len(indices) / len(data.shards[client]), steps_so_far)
-        else:
-            # Defenses that transform the finished update run in the defense mod, after this handler.
-            update, loss = compute_update(model, images, labels, kind, local_steps, lr)
-        content = RecordDict(
-            {
-                protocol.UPDATE: ArrayRecord(torch_state_dict=update),
-                protocol.METRICS: MetricRecord({protocol.NUM_EXAMPLES: len(indices), protocol.TRAIN_LOSS: loss}),
-                protocol.PUBLIC: ConfigRecord(
-                    {
-                        "client": client,
-                        "round": server_round,
-                        "update_kind": kind,
-                        "batch_size": len(indices),
-                        "local_steps": local_steps if kind == "local_steps" else 1,
-                        "lr": lr,
-                        "defense": defense_label(defense),
-                        **public,
-                    }
-                ),
-                protocol.AUDIT: ConfigRecord({protocol.INDICES: [int(i) for i in indices]}),
-            }
-        )
-        return Message(content=content, reply_to=msg)
+        return _train_reply(msg, scenario, federated_data(scenario, base_dir), client_id(context))
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
@@ -92,5 +107,10 @@ def build_client_app(scenario: Scenario, base_dir: Path | None = None) -> Client
         loss, accuracy = evaluate_model(model, images, labels)
         metrics = {protocol.NUM_EXAMPLES: len(indices), protocol.EVAL_LOSS: loss, protocol.EVAL_ACCURACY: accuracy}
         return Message(content=RecordDict({protocol.METRICS: MetricRecord(metrics)}), reply_to=msg)
+
+    @app.query()
+    def query(msg: Message, context: Context) -> Message:
+        record = ConfigRecord({protocol.CLIENT_ID: client_id(context)})
+        return Message(content=RecordDict({protocol.IDENTITY: record}), reply_to=msg)
 
     return app

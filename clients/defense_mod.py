@@ -35,7 +35,7 @@ def make_defense_mod(scenario_json: str, client_id: Callable[[Context], int]):
         server_round = int(msg.content[protocol.SERVER_CONFIG]["server-round"])
         update = reply.content[protocol.UPDATE].to_torch_state_dict()
         # FedAvg replies carry weights: the defense acts on their change from the weights the client received.
-        weights_sent = scenario.training.update == "local_steps"
+        weights_sent = scenario.training.update != "gradient"
         sent = msg.content[protocol.SERVER_ARRAYS].to_torch_state_dict() if weights_sent else None
         defended = apply_defense(update, defense, noise_generator(scenario.seed, client, server_round), sent=sent)
         reply.content[protocol.UPDATE] = ArrayRecord(torch_state_dict=defended)

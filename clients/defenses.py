@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from fedleak.config.schema import Defense, LocalDpDefense, PruneDefense, QuantizeDefense
+from fedleak.privacy import calibrate_gaussian_sigma
 
 Update = dict[str, torch.Tensor]
 #: (floating tensors of the update, the defense's settings, a seeded generator) -> defended tensors
@@ -85,10 +86,16 @@ def apply_defense(
     return {k: defended.get(k, v) for k, v in update.items()}
 
 
+def local_dp_sensitivity(defense: LocalDpDefense) -> float:
+    """The L2 sensitivity the noise is calibrated to: ``sensitivity``, by default the clipping norm."""
+    return defense.sensitivity if defense.sensitivity is not None else defense.clipping_norm
+
+
 def local_dp_std(defense: LocalDpDefense) -> float:
-    """The Gaussian mechanism's noise scale, as Flower's LocalDpMod computes it."""
-    sensitivity = defense.sensitivity if defense.sensitivity is not None else defense.clipping_norm
-    return sensitivity * math.sqrt(2 * math.log(1.25 / defense.delta)) / defense.epsilon
+    """The noise scale that makes one round's release (ε, δ)-DP: the analytic Gaussian mechanism (Balle & Wang
+    2018), valid for every ε. Flower's ``LocalDpMod`` uses the classical σ = Δ·sqrt(2 ln(1.25/δ))/ε, which is a
+    valid bound only for ε < 1 and over-noises (or, at ε ≥ 1, may under-noise) elsewhere: here we depart from it."""
+    return calibrate_gaussian_sigma(defense.epsilon, defense.delta, local_dp_sensitivity(defense))
 
 
 @register_transform("local_dp")

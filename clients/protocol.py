@@ -19,7 +19,8 @@ METRICS = "metrics"
 #: Public metadata: client id, round, update kind, batch size, local steps, learning rate, the defense's name and,
 #: under DP-SGD, the ε spent so far (a property of the mechanism, not of the data).
 PUBLIC = "public"
-#: Scorer-only: the indices of the batch in the data source.
+#: Scorer-only: the indices of every image the client trained on this round, in training order (an epoch update
+#: lists each image once per epoch).
 AUDIT = "audit"
 
 NUM_EXAMPLES = "num-examples"
@@ -27,3 +28,7 @@ TRAIN_LOSS = "train-loss"
 EVAL_LOSS = "eval-loss"
 EVAL_ACCURACY = "eval-accuracy"
 INDICES = "indices"
+
+#: A query reply: the record naming the client, and its key (the server maps node ids to clients with it).
+IDENTITY = "identity"
+CLIENT_ID = "client"

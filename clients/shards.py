@@ -50,12 +50,16 @@ class FederatedData:
         return np.asarray(self._batch_indices(shard, batch_size, self.scenario.seed, client, server_round))
 
     def check_batches(self) -> None:
-        """Fail early, in the launching process, when a client's shard cannot fill its batch.
-
-        Inside the simulation the same error would only surface as a failed client reply.
+        """Fail early, in the launching process, when a client's shard cannot fill its batch (or, training in
+        epochs, is empty). Inside the simulation the same error would only surface as a failed client reply.
         """
+        from fedleak.errors import UserError
+
         for client in range(self.scenario.clients.count):
-            self.batch_indices(client, 1)
+            if self.scenario.training.update != "epochs":
+                self.batch_indices(client, 1)
+            elif len(self.shards[client]) == 0:
+                raise UserError(f"client {client} has no training images; change clients.partition or clients.count")
 
     def eval_indices_of(self, client: int) -> np.ndarray:
         """This client's equal slice of the held-out set; the weighted mean over clients covers all of it."""

@@ -138,3 +138,9 @@ def client_train(msg: Message, context: Context) -> Message:
 @client_app.evaluate()
 def client_evaluate(msg: Message, context: Context) -> Message:
     return _scenario_client_app(context)(msg, context)
+
+
+@client_app.query()
+def client_query(msg: Message, context: Context) -> Message:
+    """Which client this node is (the server asks once, to address the clients it samples per round)."""
+    return _scenario_client_app(context)(msg, context)

@@ -13,7 +13,8 @@ import torch
 from fedleak.types import ModelSpec, Observation, ThreatModel, UpdateKind
 
 #: Metadata a client may publish, and the grant that makes each visible to the attacker.
-_GRANTED_BY = {"lr": "local_hparams_known", "local_steps": "local_hparams_known", "batch_size": "batch_size_known"}
+_GRANTED_BY = {"lr": "local_hparams_known", "local_steps": "local_hparams_known", "local_epochs": "local_hparams_known",
+               "batch_size": "batch_size_known"}
 
 
 def observe(

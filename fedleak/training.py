@@ -81,3 +81,25 @@ def simulate_local_steps(
         grads = functional_gradient(model, current, images, labels, create_graph=True)
         current = {k: current[k] - lr * grads[k] for k in current}
     return current
+
+
+def simulate_epochs(
+    model: nn.Module,
+    weights: dict[str, torch.Tensor],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+) -> tuple[dict[str, torch.Tensor], int]:
+    """E differentiable passes of minibatch SGD over ``images`` from ``weights``, in one fixed order: consecutive
+    minibatches of ``batch_size``, the same every epoch (the attacker cannot know the client's shuffles; the dummy
+    images are interchangeable, so the first epoch's order is no loss). Returns the final weights and the steps."""
+    current, steps = dict(weights), 0
+    for _ in range(epochs):
+        for start in range(0, len(images), batch_size):
+            batch = slice(start, start + batch_size)
+            grads = functional_gradient(model, current, images[batch], labels[batch], create_graph=True)
+            current = {k: current[k] - lr * grads[k] for k in current}
+            steps += 1
+    return current, steps

@@ -12,8 +12,8 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict
 
-UpdateKind = Literal["gradient", "local_steps"]
-Status = Literal["ok", "failed"]
+UpdateKind = Literal["gradient", "local_steps", "epochs"]
+Status = Literal["ok", "failed", "skipped"]
 
 
 class ThreatModel(BaseModel):
@@ -60,8 +60,10 @@ class Observation:
 
     ``update`` is exactly what the client sent, keyed like ``global_weights``:
     - kind ``gradient``: the gradient of the client's loss on one batch (FedSGD);
-    - kind ``local_steps``: the client's weights after K local SGD steps (FedAvg).
-    ``metadata`` holds public metadata the threat model grants (round, client, batch_size, local_steps, lr).
+    - kind ``local_steps``: the client's weights after K local SGD steps on one batch (FedAvg);
+    - kind ``epochs``: the client's weights after E passes over its n images in minibatches of B (FedAvg).
+    ``metadata`` holds public metadata the threat model grants (round, client, batch_size, local_steps — the total
+    SGD steps of the round —, local_epochs, lr, and num_examples, which every FedAvg server sees).
     ``labels`` is set only when ``threat.labels_known``.
     """
 
@@ -82,9 +84,10 @@ class Observation:
     def gradient(self) -> dict[str, torch.Tensor]:
         """The update as a gradient estimate.
 
-        For ``gradient`` updates this is exact. For ``local_steps`` it is, for every trainable parameter, the
-        pseudo-gradient ``(w_old - w_new) / (lr * K)`` when lr and K are granted, else the bare ``w_old - w_new``
-        (a direction only: fine for cosine matching, wrong in scale for Euclidean matching).
+        For ``gradient`` updates this is exact. For ``local_steps`` and ``epochs`` it is, for every trainable
+        parameter, the pseudo-gradient ``(w_old - w_new) / (lr * K)`` (K: the round's SGD steps) when lr and K are
+        granted, else the bare ``w_old - w_new`` (a direction only: fine for cosine matching, wrong in scale for
+        Euclidean matching).
         """
         if self.kind == "gradient":
             return dict(self.update)
@@ -143,7 +146,19 @@ class LeakageRecord:
     local_hparams_known: bool
     batch_size_known: bool
     psnr_per_image: str = ""  # space-separated, after one-to-one matching
-    dp_epsilon: float | None = None  # ε the client's DP-SGD had spent by this round (Opacus RDP accountant)
+    #: Mean over the batch of the PSNR the dataset's mean image scores against each true image: a row at or below
+    #: it shows no leakage. Empty when the scorer had no dataset to compare with.
+    baseline_psnr: float | None = None
+    baseline_psnr_per_image: str = ""  # space-separated, in the true batch's order
+    #: Share of the batch whose matched reconstruction has the true image as nearest dataset image by SSIM.
+    reidentified: float | None = None
+    reidentified_per_image: str = ""  # "1"/"0" per true image, "-" where unmatched or not computed
+    #: Cumulative ε the client had spent by this round, its δ, and its unit: "record" (DP-SGD, per training
+    #: example) or "update" (local DP, per client update); all empty without DP.
+    dp_epsilon: float | None = None
+    dp_delta: float | None = None
+    dp_unit: str = ""
+    local_epochs: int | None = None  # passes over the shard per round (update kind "epochs"), else empty
     timestamp: float = field(default_factory=time.time)
 
     def as_row(self) -> dict[str, Any]:

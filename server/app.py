@@ -22,6 +22,7 @@ from fedleak.config.schema import Scenario
 from fedleak.server.fedsgd import FedSGD
 from fedleak.server.grid import StoppableGrid
 from fedleak.server.interceptor import InterceptingStrategy, ReplyTap
+from fedleak.server.sampling import SampledStrategy
 from fedleak.types import ModelSpec
 
 
@@ -46,12 +47,25 @@ def initial_weights(scenario: Scenario, spec: ModelSpec, base_dir: Path | None =
 
         if not path.is_file():
             raise UserError(f"training.checkpoint: no such file {path}; give the path of a saved state_dict")
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        load_checkpoint(model, path, "training.checkpoint")
     return {name: value.detach().clone() for name, value in model.state_dict().items()}
 
 
+def load_checkpoint(model: torch.nn.Module, path: Path, field: str) -> None:
+    """Load a state_dict file into ``model``; a file that does not fit it is one UserError naming ``field``."""
+    from fedleak.errors import UserError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except (RuntimeError, OSError, ValueError, AttributeError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{field}: {path} does not fit the model {type(model).__name__}: {first}") from None
+
+
 def base_strategy(scenario: Scenario, evaluate: bool) -> Strategy:
-    """FedSGD for one-batch gradients, FedAvg for local steps; every client trains (and evaluates) each round."""
+    """FedSGD for one-batch gradients, FedAvg for local steps and epochs; every client evaluates each round, and
+    trains each round unless ``clients.per_round`` samples them (then :class:`SampledStrategy` picks who trains)."""
     count = scenario.clients.count
     common = {
         "fraction_train": 1.0,
@@ -63,9 +77,19 @@ def base_strategy(scenario: Scenario, evaluate: bool) -> Strategy:
         "arrayrecord_key": "arrays",
         "configrecord_key": "config",
     }
-    if scenario.training.update == "gradient":
-        return FedSGD(lr=scenario.training.lr, **common)
-    return FedAvg(**common)
+    strategy = FedSGD(lr=scenario.training.lr, **common) if scenario.training.update == "gradient" else FedAvg(**common)
+    per_round = scenario.clients.per_round
+    if per_round is not None and per_round < count:
+        strategy = SampledStrategy(strategy, count, per_round, scenario.seed)
+    return strategy
+
+
+def save_checkpoint(folder: Path, server_round: int, arrays: ArrayRecord) -> Path:
+    """The global weights after ``server_round`` (0: the initial model) as a state_dict file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"round_{server_round:03d}.pt"
+    torch.save(arrays.to_torch_state_dict(), path)
+    return path
 
 
 def build_server_app(
@@ -76,6 +100,7 @@ def build_server_app(
     round_times: list[float] | None = None,
     evaluate: bool = True,
     stop: threading.Event | None = None,
+    checkpoints: Path | None = None,
 ) -> ServerApp:
     """A ServerApp that runs the scenario's rounds.
 
@@ -87,12 +112,16 @@ def build_server_app(
         round_times: if given, a ``time.perf_counter()`` stamp is appended at the start and after every round.
         evaluate: federated evaluation on the held-out slices each round.
         stop: once set (Ctrl-C), the ServerApp gives up waiting for nodes and replies and returns.
+        checkpoints: if given, the global weights are saved there after every round (``round_NNN.pt``).
     """
     app = ServerApp()
 
-    def stamp(_round: int, _arrays: ArrayRecord) -> MetricRecord | None:
+    def stamp(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        # Flower calls this with the initial model (round 0) and after every round's aggregation.
         if round_times is not None:
             round_times.append(time.perf_counter())
+        if checkpoints is not None:
+            save_checkpoint(checkpoints, server_round, arrays)
         return None
 
     @app.main()

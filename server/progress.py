@@ -25,7 +25,7 @@ class RunProgress:
         self.stream = stream or sys.stderr
         self.round = 0
         self.replied = 0
-        self.submitted = self.done = self.failed = 0
+        self.submitted = self.done = self.failed = self.skipped = 0
         self._lock = threading.Lock()
         self._live = None
         self._task = None
@@ -62,19 +62,23 @@ class RunProgress:
             self.submitted += count
         self._refresh()
 
-    def attack_finished(self, ok: bool) -> None:
+    def attack_finished(self, status: str) -> None:
+        """One attack's row was written: ``ok``, ``failed`` or ``skipped`` (not run, e.g. over its image cap)."""
         with self._lock:
             self.done += 1
-            self.failed += 0 if ok else 1
+            self.failed += status == "failed"
+            self.skipped += status == "skipped"
         self._refresh()
+
+    def _attacks(self) -> str:
+        skipped = f", {self.skipped} skipped" if self.skipped else ""
+        return f"{self.done} done ({self.failed} failed{skipped}), {self.submitted - self.done} pending"
 
     def message(self, text: str) -> None:
         self._emit(text)
 
     def _detail(self) -> str:
-        pending = self.submitted - self.done
-        return (f"round {self.round}/{self.rounds} · clients {self.replied}/{self.clients} · attacks "
-                f"{self.done} done ({self.failed} failed), {pending} pending")
+        return f"round {self.round}/{self.rounds} · clients {self.replied}/{self.clients} · attacks {self._attacks()}"
 
     def _refresh(self) -> None:
         if self._live is not None:
@@ -87,5 +91,5 @@ class RunProgress:
             self._live.update(self._task, advance=1 if advance else 0, detail=self._detail())
             return
         with self._lock:
-            suffix = f" | attacks {self.done} done ({self.failed} failed), {self.submitted - self.done} pending"
+            suffix = f" | attacks {self._attacks()}"
             print(text + suffix, file=self.stream, flush=True)

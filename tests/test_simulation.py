@@ -145,3 +145,47 @@ def test_cli_reports_scenario_errors_on_one_line(tmp_path, capsys):
     assert main(["simulate", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "training.rounds" in err
+
+
+@pytest.mark.slow
+def test_epoch_run_samples_clients_accounts_their_rounds_and_writes_checkpoints(tmp_path, tmp_path_factory):
+    from fedleak.clients.update import LocalTraining, privacy_spent
+    from fedleak.participation import rounds_taken_part, sampled_clients
+
+    scenario = parse_scenario({
+        "name": "epochs", "seed": 1, "data": {"dataset": "mnist", "eval_fraction": 0.1},
+        "clients": {"count": 6, "per_round": 3, "partition": {"kind": "sizes", "sizes": [20, 20, 20, 20, 20, 6]},
+                    "overrides": [{"client": 0, "defense": {"kind": "dp_sgd", "noise_multiplier": 1.0}}]},
+        "training": {"rounds": 3, "update": "epochs", "local_epochs": 2, "batch_size": 4, "lr": 0.05,
+                     "model": "lenet", "activation": "relu", "init": "default"},
+        "attacks": [{"name": "test_sim_noise", "max_images": 10}],
+        "output": {"checkpoints": True},
+    })
+    run_dir = tmp_path / "run"
+    result = simulate(scenario, run_dir=run_dir, executor="local", progress=False,
+                      ray_temp_dir=tmp_path_factory.mktemp("ray"))
+    assert result.ok, result.problems
+
+    draws = {r: sampled_clients(6, 3, 1, r) for r in (1, 2, 3)}
+    rounds = _rows(run_dir / "rounds.csv")
+    assert {int(r["round"]): [int(c) for c in r["participants"].split()] for r in rounds} == draws
+    leakage = _rows(run_dir / "leakage.csv")
+    assert sorted((int(r["round"]), int(r["client"])) for r in leakage) == sorted(
+        (r, c) for r, chosen in draws.items() for c in chosen)
+    for row in leakage:
+        small = row["client"] == "5"  # 6 images: attacked; the others trained on 20, over max_images=10
+        assert row["status"] == ("ok" if small else "skipped"), row
+        assert small or "max_images=10" in row["reason"]
+        assert row["update_kind"] == "epochs" and int(row["local_steps"]) == (4 if small else 10)
+    # Client 0's ε counts only the rounds it took part in, and equals the accountant's figure for that count.
+    plan = LocalTraining("epochs", 4, 1, 2, 0.05)
+    defense = scenario.client_defense(0)
+    for row in (r for r in leakage if r["client"] == "0"):
+        taken = len(rounds_taken_part(6, 3, 1, 0, int(row["round"])))
+        assert float(row["dp_epsilon"]) == pytest.approx(privacy_spent(defense, plan, 20, taken).epsilon)
+        assert row["dp_unit"] == "record"
+
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert checkpoints == ["round_000.pt", "round_001.pt", "round_002.pt", "round_003.pt"]
+    first, last = (torch.load(run_dir / "checkpoints" / n, weights_only=True) for n in checkpoints[::3])
+    assert first.keys() == last.keys() and any(not torch.equal(first[k], last[k]) for k in first)

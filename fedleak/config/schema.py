@@ -12,13 +12,15 @@ A scenario YAML has these sections; everything but ``data``, ``clients`` and ``t
     threat_model: …          # fedleak.types.ThreatModel
     executor: …              # ExecutorConfig
     output: …                # OutputConfig
+    arms: […]                # ArmConfig list: one federation per defense, compared (fedleak.arms)
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fedleak.types import ThreatModel
 
@@ -76,8 +78,12 @@ class ShardPartition(Strict):
 
 
 class SizesPartition(Strict):
+    """Client i gets ``sizes[i]`` images: IID, or with ``alpha`` each client's labels follow its own
+    Dirichlet(alpha) mix of the classes (smaller alpha, fewer classes per client)."""
+
     kind: Literal["sizes"]
     sizes: list[PositiveInt]
+    alpha: PositiveFloat | None = None
 
 
 Partition = Annotated[
@@ -92,10 +98,12 @@ class NoDefense(Strict):
 
 
 class LocalDpDefense(Strict):
-    """Local differential privacy on the update, the mechanism of Flower's ``LocalDpMod``: clip the update (the
-    gradient, or ``w_new − w_global``) to L2 norm ``clipping_norm`` over all tensors, then add Gaussian noise with
-    standard deviation ``sensitivity · sqrt(2 ln(1.25/δ)) / ε`` to every entry (``sensitivity`` defaults to the
-    clipping norm)."""
+    """Local differential privacy on the update, shaped like Flower's ``LocalDpMod``: clip the update (the
+    gradient, or ``w_new − w_global``) to L2 norm ``clipping_norm`` over all tensors, then add Gaussian noise to
+    every entry, calibrated so that each round's release is (``epsilon``, ``delta``)-DP with the analytic Gaussian
+    mechanism (valid for every ε; Flower's classical formula holds only for ε < 1). ``sensitivity`` defaults to
+    the clipping norm. The ε reported in results is composed over the rounds the client took part in (unit:
+    ``update``); see :mod:`fedleak.privacy`."""
 
     kind: Literal["local_dp"] = "local_dp"
     clipping_norm: PositiveFloat = 1.0
@@ -122,8 +130,10 @@ class QuantizeDefense(Strict):
 
 class DpSgdDefense(Strict):
     """DP-SGD (Abadi et al. 2016, arXiv 1607.00133) with Opacus: every local step clips each sample's gradient to
-    ``max_grad_norm`` and adds Gaussian noise of ``noise_multiplier · max_grad_norm`` to their sum. The privacy
-    spent (ε at ``delta``) is accounted with Opacus' RDP accountant and written into every result row."""
+    ``max_grad_norm`` and adds Gaussian noise of ``noise_multiplier · max_grad_norm`` to their sum; batches are
+    Poisson samples of the shard. The privacy spent (ε at ``delta``, per record, composed over the rounds the client
+    took part in) is accounted with Opacus' RDP accountant and written into every result row; see
+    :mod:`fedleak.privacy`."""
 
     kind: Literal["dp_sgd"] = "dp_sgd"
     max_grad_norm: PositiveFloat = 1.0
@@ -142,17 +152,23 @@ class ClientOverride(Strict):
     client: Annotated[int, Field(ge=0)]
     batch_size: PositiveInt | None = None
     local_steps: PositiveInt | None = None
+    local_epochs: PositiveInt | None = None
     lr: PositiveFloat | None = None
     defense: Defense | None = None
 
 
 class ClientsConfig(Strict):
     count: PositiveInt
+    #: Clients that train in each round, drawn anew every round from (seed, round), as Flower's ``fraction_train``
+    #: samples nodes (default: all). Every client still evaluates the global model on its held-out slice.
+    per_round: PositiveInt | None = None
     partition: Partition = Field(default_factory=IidPartition)
     overrides: list[ClientOverride] = []
 
     @model_validator(mode="after")
     def _overrides_in_range(self) -> ClientsConfig:
+        if self.per_round is not None and self.per_round > self.count:
+            raise ValueError(f"per_round is {self.per_round} but there are only {self.count} clients (clients.count)")
         for override in self.overrides:
             if override.client >= self.count:
                 raise ValueError(f"override for client {override.client}, but clients are 0..{self.count - 1}")
@@ -164,9 +180,13 @@ class ClientsConfig(Strict):
 class TrainingConfig(Strict):
     rounds: PositiveInt = 3
     #: gradient: each client sends the gradient of one batch (FedSGD);
-    #: local_steps: each client runs ``local_steps`` SGD steps on one batch and sends its weights (FedAvg).
-    update: Literal["gradient", "local_steps"] = "gradient"
+    #: local_steps: each client runs ``local_steps`` SGD steps on one batch and sends its weights (FedAvg);
+    #: epochs: each client runs ``local_epochs`` passes over its whole shard in shuffled minibatches of its
+    #: ``batch_size`` (order from seed, client and round) and sends its weights (FedAvg as federations run it).
+    update: Literal["gradient", "local_steps", "epochs"] = "gradient"
     local_steps: PositiveInt = 1
+    #: Passes over the shard per round (``update: epochs`` only; default 1 there).
+    local_epochs: PositiveInt | None = None
     #: Client learning rate (local steps) and the server's step on the averaged gradient (FedSGD).
     lr: PositiveFloat = 0.1
     batch_size: PositiveInt = 8
@@ -188,7 +208,15 @@ class TrainingConfig(Strict):
     def _checkpoint_path(self) -> TrainingConfig:
         if self.init == "checkpoint" and not self.checkpoint:
             raise ValueError("init 'checkpoint' needs training.checkpoint (a state_dict file)")
+        if self.local_epochs is not None and self.update != "epochs":
+            raise ValueError(f"local_epochs applies to update 'epochs' only, but update is {self.update!r}; "
+                             f"remove local_epochs or set update: epochs")
         return self
+
+    @property
+    def epochs(self) -> int:
+        """Passes over the shard per round under ``update: epochs`` (1 when not set)."""
+        return self.local_epochs or 1
 
 
 class AttackConfig(Strict):
@@ -199,6 +227,9 @@ class AttackConfig(Strict):
     rounds: Literal["all"] | list[PositiveInt] = "all"
     #: "all" or the client ids to attack.
     clients: Literal["all"] | list[Annotated[int, Field(ge=0)]] = "all"
+    #: The most images this attack will try to reconstruct from one update (an epoch update covers the client's
+    #: whole shard); a larger update gets a "skipped" row with the reason instead of an hour-long attempt.
+    max_images: PositiveInt = 64
 
 
 class ExecutorConfig(Strict):
@@ -218,6 +249,49 @@ class OutputConfig(Strict):
     success_psnr: float = 30.0
     #: Save true-vs-reconstructed grids per round.
     save_images: bool = True
+    #: Write the global weights after every round to ``checkpoints/round_NNN.pt`` (a state_dict), for
+    #: ``training.init: checkpoint`` and ``fedleak attack --checkpoint``.
+    checkpoints: bool = False
+
+
+class ArmConfig(Strict):
+    """One arm of a defense comparison: the same federation (seed, data, model, attack schedule) run again with
+    ``defense`` applied by every client and, optionally, other ``training`` fields changed. Each arm writes an
+    ordinary run directory ``arms/<name>/``."""
+
+    #: Names the arm's folder, so letters, digits, ``_``, ``.`` and ``-`` only.
+    name: str
+    defense: Defense
+    #: Training fields that differ in this arm (any field of TrainingConfig but ``defense``).
+    training: dict[str, Any] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise ValueError(f"arm name {name!r} names the folder arms/<name>/: use letters, digits, '_', '.', '-'")
+        return name
+
+    @field_validator("training")
+    @classmethod
+    def _training_fields(cls, training: dict[str, Any]) -> dict[str, Any]:
+        if "defense" in training:
+            raise ValueError("defense: set the arm's defense in arms[].defense, not in its training overrides")
+        unknown = sorted(set(training) - set(TrainingConfig.model_fields))
+        if unknown:
+            raise ValueError(f"unknown training field {unknown[0]!r}; choose from: "
+                             f"{', '.join(k for k in TrainingConfig.model_fields if k != 'defense')}")
+        try:
+            TrainingConfig.model_validate(training)
+        except ValidationError as exc:
+            # Field-level problems only: checks across fields need the scenario's training (Scenario does them).
+            for error in exc.errors():
+                if error["loc"]:
+                    where = ".".join(str(p) for p in error["loc"])
+                    got = error.get("input")
+                    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+                    raise ValueError(f"{where}: {error['msg'].removeprefix('Value error, ')}{shown}") from None
+        return training
 
 
 class Scenario(Strict):
@@ -231,6 +305,44 @@ class Scenario(Strict):
     threat_model: ThreatModel = Field(default_factory=ThreatModel)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    #: Defenses compared on the same federation: one run per arm into ``arms/<name>/`` (fedleak.arms).
+    arms: list[ArmConfig] = []
+
+    @field_validator("arms")
+    @classmethod
+    def _unique_arm_names(cls, arms: list[ArmConfig]) -> list[ArmConfig]:
+        seen: dict[str, int] = {}
+        for i, arm in enumerate(arms):
+            if arm.name in seen:
+                raise ValueError(f"duplicate arm name {arm.name!r} (arms[{seen[arm.name]}] and arms[{i}]); "
+                                 "each arm needs its own name, it names the folder arms/<name>/")
+            seen[arm.name] = i
+        return arms
+
+    @model_validator(mode="after")
+    def _arms_fit(self) -> Scenario:
+        if not self.arms:
+            return self
+        # Each arm's defense is every client's: a second source of defenses would be silently overridden.
+        if self.training.defense.kind != "none":
+            raise ValueError("training.defense: a scenario with arms takes each arm's defense; remove "
+                             "training.defense")
+        for o in self.clients.overrides:
+            if o.defense is not None:
+                raise ValueError(f"clients.overrides (client {o.client}).defense: a scenario with arms takes each "
+                                 "arm's defense for every client; remove the override's defense")
+        for i, arm in enumerate(self.arms):
+            try:
+                self.arm_training(arm)
+            except ValidationError as exc:
+                message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                raise ValueError(f"arms[{i}].training: {message}") from None
+        return self
+
+    def arm_training(self, arm: ArmConfig) -> TrainingConfig:
+        """The training settings of one arm: this scenario's, the arm's overrides and defense on top."""
+        merged = {**self.training.model_dump(), **arm.training, "defense": arm.defense}
+        return TrainingConfig.model_validate(merged)
 
     def client_settings(self, client: int) -> tuple[int, int, float]:
         """(batch_size, local_steps, lr) of one client after its overrides."""
@@ -242,6 +354,13 @@ class Scenario(Strict):
                 steps = o.local_steps or steps
                 lr = o.lr or lr
         return batch_size, steps, lr
+
+    def client_epochs(self, client: int) -> int:
+        """Passes over the shard per round of one client (``update: epochs``) after its override."""
+        for o in self.clients.overrides:
+            if o.client == client and o.local_epochs is not None:
+                return o.local_epochs
+        return self.training.epochs
 
     def client_defense(self, client: int) -> Defense:
         """The defense one client applies: its override, else the training default."""

@@ -12,7 +12,8 @@ Partitions (``clients.partition.kind``):
   the draw is repeated (up to 100 times), then any client still empty takes one image from the largest shard.
 * ``shards``: sort by label, cut into ``count × shards_per_client`` pieces, deal the pieces at random
   (McMahan et al. 2017, arXiv 1602.05629).
-* ``sizes``: client i gets ``sizes[i]`` distinct random images; the rest stay unused.
+* ``sizes``: client i gets ``sizes[i]`` distinct random images (with ``alpha``: labels skewed by a Dirichlet
+  mix per client); the rest stay unused.
 
 iid, dirichlet and shards put every training index in exactly one shard.
 """
@@ -72,7 +73,11 @@ def partition(labels: np.ndarray, train_indices: np.ndarray, clients: ClientsCon
     count, scheme = clients.count, clients.partition
     rng = _rng(seed, _PARTITION_STREAM)
     if isinstance(scheme, SizesPartition):
-        shards = _sizes(train, scheme.sizes, rng)
+        _check_sizes(train, scheme.sizes)
+        if scheme.alpha is None:
+            shards = _sizes(train, scheme.sizes, rng)
+        else:
+            shards = _sizes_skewed(labels[train], train, scheme.sizes, scheme.alpha, rng)
     else:
         if len(train) < count:
             raise UserError(f"clients.count: {count} clients but only {len(train)} training images (after holding "
@@ -88,14 +93,35 @@ def partition(labels: np.ndarray, train_indices: np.ndarray, clients: ClientsCon
     return [np.sort(shard).astype(np.int64) for shard in shards]
 
 
-def _sizes(train: np.ndarray, sizes: list[int], rng: np.random.Generator) -> list[np.ndarray]:
+def _check_sizes(train: np.ndarray, sizes: list[int]) -> None:
     wanted = sum(sizes)
     if wanted > len(train):
         raise UserError(f"clients.partition.sizes: asks for {wanted} images in all but only {len(train)} training "
                         f"images exist (after holding out data.eval_fraction); lower the sizes")
+
+
+def _sizes(train: np.ndarray, sizes: list[int], rng: np.random.Generator) -> list[np.ndarray]:
     order = rng.permutation(train)
     ends = np.cumsum(sizes)
     return [order[end - size : end] for size, end in zip(sizes, ends, strict=True)]
+
+
+def _sizes_skewed(train_labels: np.ndarray, train: np.ndarray, sizes: list[int], alpha: float,
+                  rng: np.random.Generator) -> list[np.ndarray]:
+    """Client i gets ``sizes[i]`` images whose labels follow its own Dirichlet(alpha) mix of the classes (label
+    skew, as in Hsu et al. 2019, arXiv 1909.06335); a class that runs out is filled from the images left."""
+    pools = {int(c): list(rng.permutation(train[train_labels == c])) for c in np.unique(train_labels)}
+    classes = sorted(pools)
+    shards = []
+    for size in sizes:
+        counts = rng.multinomial(size, rng.dirichlet(np.full(len(classes), alpha)))
+        taken = [pools[c].pop() for c, k in zip(classes, counts, strict=True) for _ in range(min(k, len(pools[c])))]
+        rest = [i for c in classes for i in pools[c]]
+        extra = list(rng.permutation(rest)[: size - len(taken)])
+        for index in extra:
+            pools[int(train_labels[np.searchsorted(train, index)])].remove(index)
+        shards.append(np.asarray(taken + extra, dtype=np.int64))
+    return shards
 
 
 def _dirichlet(
