@@ -90,6 +90,7 @@ class SimulationResult:
     round_times: list[float] = field(default_factory=list)
     attacks_finished: int = 0
     attacks_failed: int = 0
+    attacks_skipped: int = 0
     seconds: float = 0.0
     #: Seconds from the start of round 1 until the last attack was scored (training and attacks, no startup).
     work_seconds: float | None = None
@@ -216,7 +217,8 @@ class ServerSide:
                                  timeout_s=scenario.executor.timeout_s,
                                  max_in_flight=scenario.executor.max_in_flight, workers=scenario.executor.workers)
         display = RunProgress(scenario.training.rounds, scenario.clients.count, enabled=progress)
-        tap = LeakageTap(scenario, spec, data.get, pool, writer=writer, progress=display) if intercept else None
+        tap = (LeakageTap(scenario, spec, data.get, pool, writer=writer, progress=display, dataset=data.images)
+               if intercept else None)
         return cls(scenario=scenario, run_dir=run_dir if write else None, data=data, weights=weights, pool=pool,
                    tap=tap, display=display, evaluate=len(data.eval_indices) >= scenario.clients.count, start=start)
 
@@ -235,8 +237,12 @@ class ServerSide:
         """The scenario's ServerApp, intercepted by this side's tap; it drains the attacks before returning."""
         from fedleak.server.app import build_server_app
 
+        checkpoints = None
+        if self.scenario.output.checkpoints and self.run_dir is not None:
+            checkpoints = self.run_dir / "checkpoints"
         return build_server_app(self.scenario, self.weights, self.tap, on_finish=self.finish,
-                                round_times=self.round_times, evaluate=self.evaluate, stop=self.stop)
+                                round_times=self.round_times, evaluate=self.evaluate, stop=self.stop,
+                                checkpoints=checkpoints)
 
     def result(self, report: bool = True) -> SimulationResult:
         """What the run produced, whether it is complete, and (``report``) figures and report.html."""
@@ -250,6 +256,7 @@ class ServerSide:
             result.problems = check_run(self.scenario, self.tap.ledger)
             result.attacks_finished = self.tap.ledger.attacks_finished
             result.attacks_failed = self.tap.ledger.attacks_failed
+            result.attacks_skipped = self.tap.ledger.attacks_skipped
         elif len(self.round_times) != rounds + 1:
             result.problems = [f"{len(self.round_times) - 1} of {rounds} rounds completed"]
         if report and self.run_dir is not None:
@@ -261,9 +268,12 @@ class ServerSide:
 
 def check_run(scenario: Scenario, ledger: Any) -> list[str]:
     """Flower can exit cleanly after rounds in which clients failed: check every round and reply ourselves."""
+    from fedleak.participation import sampled_clients
+
     problems = [f"client error: {reason}" for reason in ledger.reply_errors]
-    expected = set(range(scenario.clients.count))
+    clients = scenario.clients
     for server_round in range(1, scenario.training.rounds + 1):
+        expected = set(sampled_clients(clients.count, clients.per_round, scenario.seed, server_round))
         got = ledger.clients_per_round.get(server_round)
         if got is None:
             problems.append(f"round {server_round}: no train replies")

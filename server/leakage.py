@@ -2,7 +2,9 @@
 
 The attacker's view is built by :func:`fedleak.observe.observe` from the update and the public metadata only; the
 audit record (the batch's indices) goes into a :class:`ScoringContext` that stays here and reaches only the scorer,
-which looks the true images up in the data source. Results are written as they arrive.
+which looks the true images up in the data source and compares each reconstruction with the whole dataset (mean-image
+baseline, re-identification). Results are written as they arrive: one leakage.csv row and one diagnostics.jsonl line
+per attack.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ class ScoringContext:
     update_kind: str
     defense: str = "none"
     dp_epsilon: float | None = None
+    dp_delta: float | None = None
+    dp_unit: str = ""
+    local_epochs: int | None = None
 
 
 @dataclass
@@ -60,6 +65,7 @@ class RunLedger:
     attacks_submitted: int = 0
     attacks_finished: int = 0
     attacks_failed: int = 0
+    attacks_skipped: int = 0
     #: Time spent inside the tap (building observations, submitting, scoring): the interception's own cost.
     tap_seconds: float = 0.0
 
@@ -72,23 +78,35 @@ def scheduled(attack: AttackConfig, server_round: int, client: int) -> bool:
     return rounds_ok and clients_ok
 
 
+def distinct_in_order(indices) -> np.ndarray:
+    """The distinct values of ``indices`` in order of first appearance."""
+    values = np.asarray(indices, dtype=np.int64)
+    _, first = np.unique(values, return_index=True)
+    return values[np.sort(first)]
+
+
 def reply_to_observation(
     reply: Message, sent: dict[str, torch.Tensor], spec: ModelSpec, scenario: Scenario, ground_truth: GroundTruth
 ) -> tuple[Observation, ScoringContext]:
     """Split one train reply into the attacker's view and the scorer's context."""
     content = reply.content
     public = content[protocol.PUBLIC]
-    indices = np.asarray(content[protocol.AUDIT][protocol.INDICES], dtype=np.int64)
+    # The audit lists every image trained on, in order (an epoch update repeats each once per epoch): the images
+    # to reconstruct are the distinct ones, in order of first use.
+    indices = distinct_in_order(content[protocol.AUDIT][protocol.INDICES])
     context = ScoringContext(
         round=int(public["round"]), client=int(public["client"]), indices=tuple(int(i) for i in indices),
         batch_size=int(public["batch_size"]), local_steps=int(public["local_steps"]), lr=float(public["lr"]),
         update_kind=str(public["update_kind"]), defense=str(public.get("defense", "none")),
-        dp_epsilon=float(public["dp_epsilon"]) if "dp_epsilon" in public else None,
+        local_epochs=(int(public["local_epochs"]) or None) if "local_epochs" in public else None, **dp_fields(public),
     )
     metadata = {
         "round": context.round, "client": context.client, "batch_size": context.batch_size,
         "local_steps": context.local_steps, "lr": context.lr,
     }
+    # Epoch updates: E and n (num-examples, which every FedAvg server sees) let an attack simulate the epochs.
+    if context.update_kind == "epochs":
+        metadata.update(local_epochs=int(public["local_epochs"]), num_examples=int(public["num_examples"]))
     # Labels reach the attacker only under an explicit grant (a label side channel), looked up like ground truth.
     labels = ground_truth(indices)[1] if scenario.threat_model.labels_known else None
     observation = observe(
@@ -96,6 +114,15 @@ def reply_to_observation(
         scenario.threat_model, metadata=metadata, labels=labels,
     )
     return observation, context
+
+
+def dp_fields(public) -> dict:
+    """ε, δ and unit ("record": DP-SGD, "update": local DP) from a reply's public metadata; empty when not sent."""
+    def number(key: str) -> float | None:
+        return float(public[key]) if key in public else None
+
+    return {"dp_epsilon": number("dp_epsilon"), "dp_delta": number("dp_delta"),
+            "dp_unit": str(public["dp_unit"]) if "dp_unit" in public else ""}
 
 
 def aggregate_to_observation(
@@ -129,12 +156,17 @@ class LeakageTap(ReplyTap):
         executor: where attacks run; ``None`` observes without attacking.
         writer: a :class:`fedleak.report.RunWriter`, or ``None`` to write nothing.
         progress: the progress display.
+        dataset: every image of the run's data source (an ``ImageSet``), scorer only: the mean-image baseline and
+            re-identification compare with it; ``None`` leaves both columns empty.
     """
 
     def __init__(
         self, scenario: Scenario, spec: ModelSpec, ground_truth: GroundTruth, executor: AttackExecutor | None,
-        writer=None, progress: RunProgress | None = None,
+        writer=None, progress: RunProgress | None = None, dataset=None,
     ):
+        from fedleak.metrics.reference import ReferenceSet
+
+        self.reference = ReferenceSet.of(dataset)
         self.scenario = scenario
         self.spec = spec
         self.ground_truth = ground_truth
@@ -182,6 +214,8 @@ class LeakageTap(ReplyTap):
             "accuracy": accuracy,
             "train_loss": self._train_loss.get(server_round),
             "clients": len(self.ledger.clients_per_round.get(server_round, ())),
+            # Who took part: with clients.per_round only a sample of the clients trains each round.
+            "participants": " ".join(str(c) for c in sorted(self.ledger.clients_per_round.get(server_round, ()))),
             "eval_clients": sum(1 for r in replies if not r.has_error()),
             "seconds": round(seconds, 4),
         }
@@ -198,12 +232,23 @@ class LeakageTap(ReplyTap):
         if self.executor is None:
             return
         for attack in self.scenario.attacks:
-            if scheduled(attack, context.round, context.client):
+            if not scheduled(attack, context.round, context.client):
+                continue
+            if len(context.indices) > attack.max_images:
+                self._skip(attack.name, context, f"the update covers {len(context.indices)} images, over this "
+                                                 f"attack's max_images={attack.max_images}")
+            else:
                 self.executor.submit(observation, attack, context)
                 self.ledger.attacks_submitted += 1
                 self.progress.attacks_submitted(1)
                 # submit() may have finished others while it waited for a free slot: score them now.
                 self._score_all(self.executor.completed())
+
+    def _skip(self, attack: str, context: ScoringContext, reason: str) -> None:
+        """A scheduled attack not run: a row with status "skipped" and the reason, never a silent gap."""
+        self.ledger.attacks_submitted += 1
+        self.progress.attacks_submitted(1)
+        self._score(AttackOutcome(context, attack, Reconstruction(None, status="skipped", reason=reason)))
 
     def collect(self) -> None:
         """Score the attacks that finished so far (never blocks)."""
@@ -231,20 +276,26 @@ class LeakageTap(ReplyTap):
                 reconstruction, true_images, true_labels, round=context.round, client=context.client,
                 attack=outcome.attack, batch_size=context.batch_size, local_steps=context.local_steps,
                 lr=context.lr, update_kind=context.update_kind, defense=context.defense, dp_epsilon=context.dp_epsilon,
-                threat=self.scenario.threat_model, success_psnr=self.scenario.output.success_psnr,
+                dp_delta=context.dp_delta, dp_unit=context.dp_unit, threat=self.scenario.threat_model,
+                success_psnr=self.scenario.output.success_psnr, reference=self.reference,
+                local_epochs=context.local_epochs,
             )
 
         try:
             record = score(recon)
         except Exception as exc:  # noqa: BLE001 — e.g. an attack returned the wrong shape: a failed row, not a dead run
-            recon = Reconstruction.failed(f"unscorable result: {type(exc).__name__}: {exc}", seconds=recon.seconds)
+            # Keep the attack's diagnostics: they may say why its answer could not be scored.
+            recon = Reconstruction(None, status="failed", reason=f"unscorable result: {type(exc).__name__}: {exc}",
+                                   seconds=recon.seconds, diagnostics=recon.diagnostics)
             record = score(recon)
         ok = record.status == "ok"
         self.ledger.attacks_finished += 1
-        self.ledger.attacks_failed += 0 if ok else 1
-        self.progress.attack_finished(ok)
+        self.ledger.attacks_failed += record.status == "failed"
+        self.ledger.attacks_skipped += record.status == "skipped"
+        self.progress.attack_finished(record.status)
         if self.writer is None:
             return
         self.writer.append_leakage(record)
+        self.writer.append_diagnostics(record, recon.diagnostics)
         if ok and self.scenario.output.save_images and recon.images is not None:
             self.writer.save_reconstruction(context.round, context.client, outcome.attack, true_images, recon.images)

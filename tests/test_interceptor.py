@@ -13,8 +13,9 @@ from flwr.serverapp.strategy import FedAvg
 
 from fedleak.attacks import ATTACKS, Attack, register_attack
 from fedleak.clients import protocol
-from fedleak.clients.local_training import compute_update
+from fedleak.clients.update import LocalTraining, train_update
 from fedleak.config.loader import parse_scenario
+from fedleak.config.schema import NoDefense
 from fedleak.runtime.local import LocalExecutor
 from fedleak.server.fedsgd import FedSGD
 from fedleak.server.interceptor import InterceptingStrategy, ReplyTap
@@ -53,7 +54,8 @@ def _replies(kind: str, weights: dict[str, torch.Tensor], batch_sizes: list[int]
     for client, batch in enumerate(batch_sizes):
         idx = np.arange(start, start + batch)
         start += batch
-        update, loss = compute_update(model, images[idx], labels[idx], kind, local_steps=3, lr=0.05)
+        plan = LocalTraining(kind, batch, local_steps=3, local_epochs=1, lr=0.05)
+        update, loss = train_update(model, [(images[idx], labels[idx])], plan, NoDefense(), torch.Generator(), batch)
         content = RecordDict({
             protocol.UPDATE: ArrayRecord(torch_state_dict=update),
             protocol.METRICS: MetricRecord({protocol.NUM_EXAMPLES: batch, protocol.TRAIN_LOSS: loss}),
@@ -258,6 +260,9 @@ class _Rows:
 
     def append_leakage(self, record):
         self.rows.append(record)
+
+    def append_diagnostics(self, record, diagnostics):
+        pass
 
 
 @pytest.mark.parametrize("update", ["gradient", "local_steps"])

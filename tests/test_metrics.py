@@ -325,3 +325,17 @@ def test_score_batch_on_a_shuffled_noisy_cifar_batch():
     assert 39.8 < score.psnr < 41.0
     assert score.success == 1.0 and score.rates["mse<=0.001"] == 1.0
     assert score.label_accuracy == 0.75
+
+
+def test_score_batch_counts_labels_on_the_matched_pairs():
+    true = torch.stack([constant(v, (1, 12, 12)) for v in (0.1, 0.5, 0.9)])
+    labels = torch.tensor([4, 7, 2])
+    recon = true[[2, 0, 1]]  # reconstruction r shows true image (2, 0, 1)[r]
+    right = score_batch(recon, labels[[2, 0, 1]], true, labels)
+    assert right.label_accuracy == 1.0 and right.label_pairing == "matched"
+    # The same labels as a multiset, each on the wrong image: a multiset comparison would say 1.0.
+    wrong = score_batch(recon, labels, true, labels)
+    assert wrong.label_accuracy == 0.0 and label_accuracy(labels, labels) == 1.0
+    # Labels that cannot be paired with images (another count) fall back to the multisets, and say so.
+    unpaired = score_batch(recon[:2], labels, true, labels)
+    assert unpaired.label_accuracy == 1.0 and unpaired.label_pairing == "multiset"

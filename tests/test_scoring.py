@@ -99,3 +99,44 @@ def test_rows_round_trip_through_leakage_csv(batch, tmp_path):
     ok, failed = read_leakage(tmp_path / "leakage.csv").rows
     assert ok["psnr"] == math.inf and ok["success"] == 1.0 and ok["labels_known"] is True
     assert failed["status"] == "failed" and failed["reason"] == "timeout" and failed["ssim"] is None
+
+
+def test_label_accuracy_counts_the_label_of_the_matched_true_image(batch):
+    images, labels = batch
+    assert len(set(labels.tolist())) == 4  # four different digits: a shifted label is always wrong
+    order = torch.tensor([2, 0, 3, 1])
+    # The same multiset of labels, but each reconstruction carries the label of another image.
+    row = score(Reconstruction(images=images[order], labels=labels[order].roll(1)), images, labels)
+    assert row.label_accuracy == 0.0
+    half = labels[order].clone()
+    half[[0, 1]] = half[[1, 0]]
+    assert score(Reconstruction(images=images[order], labels=half), images, labels).label_accuracy == 0.5
+
+
+def test_rows_carry_baseline_reidentification_and_dp_columns(tmp_path):
+    from fedleak.metrics import ReferenceSet
+
+    image_set = load_images(DataConfig(dataset="mnist", split="test"))
+    images, labels = image_set.get([0, 1, 2, 3])
+    recon = torch.stack([images[2], torch.zeros_like(images[0])])
+    row = score_reconstruction(
+        Reconstruction(images=recon), images, labels, round=1, client=0, attack="idlg", batch_size=4, local_steps=1,
+        lr=0.1, update_kind="gradient", defense="dp_sgd", threat=THREAT, success_psnr=30.0,
+        dp_epsilon=2.5, dp_delta=1e-5, dp_unit="record", reference=ReferenceSet.of(image_set),
+    )
+    assert row.reidentified == 0.25 and row.reidentified_per_image.split()[2] == "1"
+    assert row.reidentified_per_image.split().count("-") == 2 and "0" in row.reidentified_per_image.split()
+    baselines = [float(v) for v in row.baseline_psnr_per_image.split()]
+    assert len(baselines) == 4 and row.baseline_psnr == pytest.approx(np.mean(baselines), abs=1e-3)
+    RunWriter(tmp_path).append_leakage(row)
+    (back,) = read_leakage(tmp_path / "leakage.csv").rows
+    assert (back["dp_epsilon"], back["dp_delta"], back["dp_unit"]) == (2.5, 1e-5, "record")
+    assert back["reidentified"] == 0.25 and back["baseline_psnr"] == pytest.approx(row.baseline_psnr)
+
+
+def test_rows_without_dp_have_empty_dp_columns(batch, tmp_path):
+    images, labels = batch
+    RunWriter(tmp_path).append_leakage(score(Reconstruction(images=images), images, labels))
+    (back,) = read_leakage(tmp_path / "leakage.csv").rows
+    assert back["dp_epsilon"] is None and back["dp_delta"] is None and back["dp_unit"] is None
+    assert back["baseline_psnr"] is None and back["reidentified"] is None

@@ -72,3 +72,24 @@ def label_accuracy(pred: torch.Tensor | Sequence[int], true: torch.Tensor | Sequ
         raise ValueError("label_accuracy needs at least one true label")
     common = Counter(_as_list(pred)) & Counter(true_list)
     return sum(common.values()) / len(true_list)
+
+
+def matched_label_accuracy(
+    pairs: Sequence[tuple[int, int]], pred: torch.Tensor | Sequence[int], true: torch.Tensor | Sequence[int]
+) -> float:
+    """Share of the true images whose matched reconstruction carries the true image's label.
+
+    ``pairs`` are ``(recon_index, true_index)`` from :func:`match_images`; ``pred[r]`` is the label the attack gave
+    reconstruction ``r``. True images nobody reconstructed count as misses, as in the success rate.
+
+    Example:
+        >>> matched_label_accuracy([(1, 0), (0, 1)], [7, 3], [3, 7])
+        1.0
+        >>> matched_label_accuracy([(0, 0), (1, 1)], [7, 3], [3, 7])
+        0.0
+    """
+    true_list, pred_list = _as_list(true), _as_list(pred)
+    if not true_list:
+        raise ValueError("matched_label_accuracy needs at least one true label")
+    hits = sum(1 for r, t in pairs if pred_list[r] == true_list[t])
+    return hits / len(true_list)

@@ -6,19 +6,25 @@ Conventions (all stated once, here):
 - Pairs come from :func:`~fedleak.metrics.matching.match_images` (Hungarian on MSE). ``psnr``, ``ssim`` and ``mse``
   are means over matched pairs and ``None`` when there are no reconstructed images; ``ssim`` is also ``None`` for
   images under 11×11 pixels (smaller than SSIM's Gaussian window), while the other scores are still computed.
-- ``success`` and ``rates`` are shares of the B *true* images: an image without a matched reconstruction counts
-  as a failure, so an attack that returned nothing scores 0.0 rather than ``None``.
+- ``success``, ``rates``, ``reidentified`` and ``label_accuracy`` are shares of the B *true* images: an image
+  without a matched reconstruction counts as a failure, so an attack that returned nothing scores 0.0, not ``None``.
+- ``label_accuracy`` compares the label an attack gave each reconstruction with the label of the true image that
+  reconstruction was matched to (``label_pairing`` ``"matched"``). Only when the labels cannot be paired with images
+  (no images, or a different count) are they compared as multisets (``"multiset"``).
+- ``baseline_psnr`` (the dataset's mean image against each true image, mean over the B images) and ``reidentified``
+  need the run's dataset (a :class:`~fedleak.metrics.reference.ReferenceSet`); without one they are ``None``.
 - PSNR of an exact reconstruction is ``inf`` (so is a mean that includes one). :meth:`BatchScore.to_dict`
   writes ``inf`` as the string ``"inf"`` because JSON has no infinity.
 """
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
 from fedleak.metrics.image import SSIM_MIN_SIZE, mse, psnr_from_mse, ssim
-from fedleak.metrics.matching import label_accuracy, match_images
+from fedleak.metrics.matching import label_accuracy, match_images, matched_label_accuracy
+from fedleak.metrics.reference import ReferenceSet, baseline_psnr, reidentified
 
 #: Thresholds reported for every batch; iDLG counts ``mse <= 1e-3`` as a successful reconstruction.
 PSNR_THRESHOLDS = (20.0, 30.0, 40.0)
@@ -34,6 +40,10 @@ class ImageScore:
     psnr: float | None
     ssim: float | None
     mse: float | None
+    #: PSNR of the dataset's mean image against this true image (None without a reference set).
+    baseline_psnr: float | None = None
+    #: Whether the matched reconstruction's nearest dataset image by SSIM is this image (None: not computed).
+    reidentified: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,9 @@ class BatchScore:
     success_psnr: float
     rates: dict[str, float]
     per_image: list[ImageScore] = field(default_factory=list)
+    baseline_psnr: float | None = None
+    reidentified: float | None = None
+    label_pairing: str | None = None
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict; ``inf`` becomes the string ``"inf"``."""
@@ -83,39 +96,32 @@ def score_batch(
     true_images: torch.Tensor,
     true_labels: torch.Tensor,
     success_psnr: float = 30.0,
+    reference: ReferenceSet | None = None,
 ) -> BatchScore:
     """Match reconstructions to the true batch one-to-one and score images and labels.
 
     Args:
         recon_images: R×C×H×W reconstructions in [0, 1], any order, R may differ from B; ``None`` if none.
-        recon_labels: recovered labels (class indices, any order); ``None`` if the attack gave none.
+        recon_labels: the label of each reconstruction (class indices or R×K scores, aligned with
+            ``recon_images``); ``None`` if the attack gave none.
         true_images: B×C×H×W ground truth in [0, 1].
         true_labels: the B true class indices.
         success_psnr: PSNR (dB) at or above which a reconstructed image counts as a success.
+        reference: every image of the run's data source, for ``baseline_psnr`` and ``reidentified``.
 
     Returns:
         The batch's :class:`BatchScore`.
     """
     _check_true_images(true_images)
+    true_images = true_images.detach().to("cpu", torch.float64)
     batch_size = true_images.shape[0]
     pairs: list[tuple[int, int]] = []
     if recon_images is not None:
         recon_images = recon_images.detach().to("cpu", torch.float64).clamp(0.0, 1.0)
-        true_images = true_images.detach().to("cpu", torch.float64)
         pairs = match_images(recon_images, true_images)
-
-    per_image = [ImageScore(i, None, None, None, None) for i in range(batch_size)]
-    if pairs:
-        recon_idx = [r for r, _ in pairs]
-        true_idx = [t for _, t in pairs]
-        matched_recon, matched_true = recon_images[recon_idx], true_images[true_idx]
-        mse_values = mse(matched_recon, matched_true)
-        psnr_values = psnr_from_mse(mse_values)
-        ssim_values = ssim(matched_recon, matched_true) if min(true_images.shape[-2:]) >= SSIM_MIN_SIZE else None
-        for k, (r, t) in enumerate(pairs):
-            ssim_value = None if ssim_values is None else float(ssim_values[k])
-            per_image[t] = ImageScore(t, r, float(psnr_values[k]), ssim_value, float(mse_values[k]))
-
+    per_image = _pair_scores(pairs, recon_images, true_images)
+    if reference is not None:
+        per_image = _reference_scores(per_image, reference, recon_images, true_images)
     matched = [s for s in per_image if s.recon_index is not None]
 
     def share(passed) -> float:
@@ -123,14 +129,63 @@ def score_batch(
 
     rates = {f"psnr>={threshold:g}": share(lambda s, t=threshold: s.psnr >= t) for threshold in PSNR_THRESHOLDS}
     rates[f"mse<={MSE_THRESHOLD:g}"] = share(lambda s: s.mse <= MSE_THRESHOLD)
+    labels, pairing = _label_score(pairs, recon_images, recon_labels, true_labels)
     return BatchScore(
         batch_size=batch_size,
         psnr=_mean([s.psnr for s in matched]),
         ssim=_mean([s.ssim for s in matched if s.ssim is not None]),
         mse=_mean([s.mse for s in matched]),
-        label_accuracy=None if recon_labels is None else label_accuracy(recon_labels, true_labels),
+        label_accuracy=labels,
         success=share(lambda s: s.psnr >= success_psnr),
         success_psnr=success_psnr,
         rates=rates,
         per_image=per_image,
+        baseline_psnr=None if reference is None else _mean([s.baseline_psnr for s in per_image]),
+        reidentified=_reidentified_share(per_image, reference, batch_size),
+        label_pairing=pairing,
     )
+
+
+def _pair_scores(pairs: list[tuple[int, int]], recon: torch.Tensor | None, true: torch.Tensor) -> list[ImageScore]:
+    """MSE, PSNR and SSIM of every matched pair; unmatched true images get empty scores."""
+    per_image = [ImageScore(i, None, None, None, None) for i in range(true.shape[0])]
+    if not pairs:
+        return per_image
+    matched_recon, matched_true = recon[[r for r, _ in pairs]], true[[t for _, t in pairs]]
+    mse_values = mse(matched_recon, matched_true)
+    psnr_values = psnr_from_mse(mse_values)
+    ssim_values = ssim(matched_recon, matched_true) if min(true.shape[-2:]) >= SSIM_MIN_SIZE else None
+    for k, (r, t) in enumerate(pairs):
+        ssim_value = None if ssim_values is None else float(ssim_values[k])
+        per_image[t] = ImageScore(t, r, float(psnr_values[k]), ssim_value, float(mse_values[k]))
+    return per_image
+
+
+def _reference_scores(per_image: list[ImageScore], reference: ReferenceSet, recon: torch.Tensor | None,
+                      true: torch.Tensor) -> list[ImageScore]:
+    """Each image's baseline PSNR, and whether its matched reconstruction re-identifies it in the dataset."""
+    baselines = baseline_psnr(reference, true)
+    matched = [s for s in per_image if s.recon_index is not None]
+    found: dict[int, bool] = {}
+    if matched:
+        recon_idx, true_idx = [s.recon_index for s in matched], [s.true_index for s in matched]
+        answers = reidentified(reference, recon[recon_idx], true[true_idx])
+        found = {} if answers is None else {s.true_index: a for s, a in zip(matched, answers, strict=True)}
+    return [replace(s, baseline_psnr=float(baselines[s.true_index]), reidentified=found.get(s.true_index))
+            for s in per_image]
+
+
+def _reidentified_share(per_image: list[ImageScore], reference: ReferenceSet | None, batch_size: int) -> float | None:
+    """Share of the true images re-identified; None without a reference or where SSIM is undefined (< 11 px)."""
+    if reference is None or any(s.recon_index is not None and s.reidentified is None for s in per_image):
+        return None
+    return sum(1 for s in per_image if s.reidentified) / batch_size
+
+
+def _label_score(pairs, recon_images, recon_labels, true_labels) -> tuple[float | None, str | None]:
+    """Label accuracy on the matched pairs where labels line up with images, else on the label multisets."""
+    if recon_labels is None:
+        return None, None
+    if recon_images is not None and len(recon_labels) == len(recon_images):
+        return matched_label_accuracy(pairs, recon_labels, true_labels), "matched"
+    return label_accuracy(recon_labels, true_labels), "multiset"

@@ -12,9 +12,13 @@ from typing import Any
 import yaml
 
 from fedleak.errors import UserError
-from fedleak.report.figures import defense_plot, leakage_plot, training_plot
+from fedleak.metrics.reference import CANDIDATES
+from fedleak.report.figures import batch_size_plot, client_attack_plot, training_plot
 from fedleak.report.html import GridImage, ReportContent, fmt, render
+from fedleak.report.sections import DP_UNITS, attack_table, client_table
 from fedleak.report.tables import Row, read_leakage, read_rounds, summarize
+from fedleak.report.timeline import timeline_plot
+from fedleak.report.worst import ClientLeakage, client_leakage
 from fedleak.report.writer import IMAGES_DIR, LEAKAGE_FILE, ROUNDS_FILE, SCENARIO_FILE, parse_image_name, safe_name
 
 REPORT_FILE = "report.html"
@@ -44,28 +48,20 @@ def build_report(run_dir: Path) -> Path:
         notes.append("Every attack attempt failed: the table lists the reasons.")
 
     success_psnr = float(_get(scenario, "output", "success_psnr") or DEFAULT_SUCCESS_PSNR)
-    figures_dir = run_dir / FIGURES_DIR
-    figures = [
-        (leakage_plot(leakage.rows, "round", "round", figures_dir / "leakage_vs_round.png", success_psnr),
-         "Leakage vs round: median per-image PSNR over attacked clients, successful attempts only."),
-        (leakage_plot(leakage.rows, "batch_size", "client batch size", figures_dir / "leakage_vs_batch_size.png",
-                      success_psnr),
-         "Leakage vs batch size: median per-image PSNR over rounds and clients with that batch size."),
-        (training_plot(rounds.rows, figures_dir / "training.png"),
-         "Training: accuracy and loss of the global model per round."),
-    ]
-    if len({str(r.get("defense") or "none") for r in leakage.rows}) > 1:
-        figures.insert(2, (defense_plot(leakage.rows, figures_dir / "leakage_vs_defense.png", success_psnr),
-                           "Leakage vs defense: median per-image PSNR over the rounds and clients with that defense."))
+    clients = client_leakage(leakage.rows)
+    order = [c.client for c in clients]
     grids, left_out = _grids(run_dir / IMAGES_DIR, leakage.rows)
     content = ReportContent(
         title=f"fedleak report — {_get(scenario, 'name') or run_dir.name}",
         run_dir=run_dir.resolve(),
+        run_line=_run_line(scenario, clients),
         scenario_rows=_scenario_rows(scenario, leakage.rows, rounds.rows),
         client_rows=_client_rows(scenario, leakage.rows),
         attack_rows=_attack_rows(scenario),
-        summaries=summarize(leakage.rows),
-        figures=figures,
+        client_table=client_table(clients, run_dir),
+        attack_table=attack_table(summarize(leakage.rows), order, run_dir, "attacks_per_client.csv")
+        if leakage.rows else "",
+        figures=_figures(run_dir / FIGURES_DIR, leakage.rows, rounds.rows, clients),
         grids=grids,
         notes=notes,
         metric_notes=metric_notes(success_psnr),
@@ -76,6 +72,39 @@ def build_report(run_dir: Path) -> Path:
     return path
 
 
+def _figures(folder: Path, leakage: list[Row], rounds: list[Row],
+             clients: list[ClientLeakage]) -> list[tuple[Path, str]]:
+    """Leakage and accuracy per round, leakage per client and attack, per batch size (like clients only), training."""
+    order = [c.client for c in clients]
+    figures = [
+        (timeline_plot(rounds, leakage, order, folder / "leakage_and_accuracy.png"),
+         "Leakage and accuracy on one time axis: the global model's held-out accuracy per round (top); per client, "
+         "the median over the update's images of the highest PSNR any attack reached (bottom; filled where the "
+         "update leaks: above the mean-image baseline, or an image re-identified; the 10 worst clients)."),
+        (client_attack_plot(leakage, clients, folder / "leakage_per_client.png"),
+         "Leakage per client and attack: median per-image PSNR over the client's attacked rounds, the client's "
+         "mean-image baseline as a black tick; worst clients first (at most 20)."),
+    ]
+    by_batch = batch_size_plot(leakage, folder / "leakage_vs_batch_size.png")
+    if by_batch is not None:
+        figures.append((by_batch, "Leakage vs batch size: median per-image PSNR, one line per attack, defense and "
+                                  "training setting (clients pooled only where they did the same)."))
+    figures.append((training_plot(rounds, folder / "training.png"),
+                    "Training: accuracy and loss of the global model per round."))
+    return figures
+
+
+def _run_line(raw: dict[str, Any], clients: list[ClientLeakage]) -> str:
+    """One sentence: what ran (dataset, model, clients, rounds) and how many clients leaked."""
+    data, training = _get(raw, "data") or {}, _get(raw, "training") or {}
+    what = (f"{_get(raw, 'clients', 'count') or len(clients)} clients, {training.get('rounds', '?')} rounds of "
+            f"{training.get('model', '?')} on {data.get('dataset', '?')}. ") if raw else ""
+    attacked = [c for c in clients if c.images]
+    leaking = sum(1 for c in attacked if not c.no_leakage)
+    return what + (f"{leaking} of {len(attacked)} attacked clients leak (PSNR above the mean-image baseline, or "
+                   "images re-identified).")
+
+
 def metric_notes(success_psnr: float) -> list[str]:
     """How to read the numbers (HTML fragments)."""
     return [
@@ -84,7 +113,14 @@ def metric_notes(success_psnr: float) -> list[str]:
         f"<b>SSIM</b>: {ssim_setting()}",
         f"<b>Success rate</b>: share of attacked images with PSNR ≥ {success_psnr:g} dB; "
         "failed attempts count as zero.",
-        "<b>Label accuracy</b>: share of the batch's labels the attack recovered (when it infers labels).",
+        "<b>Label accuracy</b>: share of the true images whose matched reconstruction carries the image's label "
+        "(when the attack gives labels).",
+        "<b>Baseline</b>: the PSNR the dataset's mean image (over every image of the run's data source) scores "
+        "against each true image. A PSNR at or below it is shown as <i>no leakage</i>: the mean image needs no update.",
+        "<b>Re-identified</b>: share of attacked images whose reconstruction's nearest image by SSIM, among all "
+        f"images of the dataset, is the true image (SSIM on the {CANDIDATES} nearest by MSE; failed attempts count as "
+        "zero).",
+        *DP_UNITS.values(),
         "Batches are matched one-to-one (Hungarian matching) before scoring. The median is over single images, "
         "the means over batch means (one exact image makes a batch mean ∞); both over successful attempts. "
         "Failures are listed with their reasons.",
@@ -219,8 +255,20 @@ def _grids(images_dir: Path, leakage: list[Row]) -> tuple[list[GridImage], int]:
         row = scores.get((round_, client, attack))
         caption = f"round {round_}"
         if row is not None and row.get("status") == "ok":
-            caption += f": PSNR {fmt(row.get('psnr'))} dB, SSIM {fmt(row.get('ssim'), 3)}"
+            caption += ": " + _grid_score(row)
         elif row is not None:
             caption += f": failed ({row.get('reason') or 'no reason given'})"
         grids.append(GridImage(path=path, caption=caption, group=f"{attack} — client {client}"))
     return grids, max(0, len(found) - MAX_GRIDS)
+
+
+def _grid_score(row: Row) -> str:
+    """A grid's caption: PSNR and SSIM, or "no leakage" at or below the baseline; the re-identified share."""
+    psnr, baseline = row.get("psnr"), row.get("baseline_psnr")
+    if psnr is not None and baseline is not None and psnr <= baseline:
+        text = f"no leakage (PSNR {fmt(psnr)} ≤ baseline {fmt(baseline)} dB)"
+    else:
+        text = f"PSNR {fmt(psnr)} dB, SSIM {fmt(row.get('ssim'), 3)}"
+    if row.get("reidentified") is not None:
+        text += f", re-identified {fmt(100 * row['reidentified'], 0)} %"
+    return text

@@ -1,8 +1,9 @@
 """Figures of a run, drawn with matplotlib's Agg canvas (no display, no global pyplot state).
 
-- leakage vs round: median PSNR over clients per round, one line per attack;
-- leakage vs batch size: median PSNR per batch size, one line per attack;
+- leakage per client: one bar per attack, the client's baseline beside them (nothing pooled across clients);
+- leakage vs batch size: one line per (attack, defense, training): clients pooled only when they did the same;
 - training: global accuracy and loss per round from rounds.csv.
+(``fedleak.report.timeline`` draws leakage and accuracy on one time axis.)
 
 A figure with nothing to plot says so in the image instead of being silently left out.
 """
@@ -10,15 +11,20 @@ A figure with nothing to plot says so in the image instead of being silently lef
 from __future__ import annotations
 
 import math
+import statistics
+from collections import defaultdict
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from fedleak.report.tables import Row, by_defense, is_number, series
+from fedleak.report.tables import Row, baseline_psnrs, image_psnrs, is_number, median
+from fedleak.report.worst import AGGREGATE, ClientLeakage, training_label
 
 FIGURE_SIZE = (6.4, 3.8)
 DPI = 110
+#: Per-client figures show the worst clients only; the summary table links the full list.
+MAX_CLIENTS = 20
 
 
 def _new_figure() -> Figure:
@@ -47,65 +53,79 @@ def _finite_ceiling(points: dict[str, list[tuple[float, float]]]) -> float | Non
     return (max(finite) if finite else 0.0) + 10.0
 
 
-def leakage_plot(rows: list[Row], x: str, xlabel: str, path: Path, success_psnr: float | None = None) -> Path:
-    """Median per-image PSNR of successful reconstructions vs ``x`` (a leakage.csv column), one line per attack."""
-    figure = _new_figure()
+def _label(client: ClientLeakage) -> str:
+    """'client 3 · B 4 · 5 local steps · prune(ratio=0.5)': what the client did, so bars are never read as alike."""
+    name = "aggregate" if client.client == AGGREGATE else f"client {client.client}"
+    batch = "/".join(str(b) for b in client.batch_sizes) or "?"
+    return f"{name} · B {batch} · {client.training} · {', '.join(client.defenses)}"
+
+
+def client_attack_plot(rows: list[Row], clients: list[ClientLeakage], path: Path) -> Path:
+    """Per client (worst first, at most :data:`MAX_CLIENTS`), one bar per attack: the median per-image PSNR of that
+    attack over the client's updates, and the client's mean-image baseline as a black tick. Nothing is pooled
+    across clients."""
+    shown = clients[:MAX_CLIENTS]
+    attacks = sorted({a for c in shown for a in c.attacks})
+    psnrs: dict[tuple[int, str], list[float]] = defaultdict(list)
+    for row in rows:
+        if row.get("status") == "ok":
+            psnrs[(int(row.get("client") or 0), str(row.get("attack")))].extend(image_psnrs(row))
+    figure = Figure(figsize=(FIGURE_SIZE[0] + 1.6, max(2.6, 0.32 * len(shown) * max(1, len(attacks)) + 1.2)),
+                    dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    points = {attack: pts for attack, pts in series(rows, x).items() if pts}
-    if not points:
-        _empty(axes, "no successful reconstruction to plot\n(every attack failed or nothing was attacked yet)")
+    values = {key: median(v) for key, v in psnrs.items() if v and key[0] in {c.client for c in shown}}
+    if not values:
+        _empty(axes, "no successful reconstruction to plot")
         return _save(figure, path)
-    ceiling = _finite_ceiling(points)
-    for attack, pts in points.items():
-        xs = [p[0] for p in pts]
-        ys = [ceiling if (ceiling is not None and math.isinf(p[1])) else p[1] for p in pts]
-        axes.plot(xs, ys, marker="o", label=attack)
-    if ceiling is not None:
-        axes.axhline(ceiling, color="grey", linewidth=0.8, linestyle=":")
-        axes.annotate("exact (PSNR = ∞)", (0.01, ceiling), xycoords=("axes fraction", "data"), va="bottom",
-                      fontsize=8, color="grey")
-    if success_psnr is not None:
-        axes.axhline(success_psnr, color="tab:red", linewidth=0.8, linestyle="--",
-                     label=f"success ≥ {success_psnr:g} dB")
-    if x == "batch_size":
-        axes.set_xscale("log", base=2)
-    xs_all = sorted({p[0] for pts in points.values() for p in pts})
-    if all(float(v).is_integer() for v in xs_all) and len(xs_all) <= 16:
-        axes.set_xticks(xs_all, [f"{int(v)}" for v in xs_all])
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel("median PSNR per image (dB, peak 1)")
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=8)
+    ceiling = _finite_ceiling({"all": [(0.0, v) for v in values.values()]})
+    height = 0.8 / len(attacks)
+    for i, attack in enumerate(attacks):
+        ys = [j + i * height for j, c in enumerate(shown) if (c.client, attack) in values]
+        widths = [values[(c.client, attack)] for c in shown if (c.client, attack) in values]
+        widths = [ceiling if (ceiling is not None and math.isinf(w)) else w for w in widths]
+        axes.barh(ys, widths, height=height, label=attack)
+    for j, client in enumerate(shown):
+        if client.baseline is not None:
+            axes.plot([client.baseline] * 2, [j - height / 2, j + 0.8 - height / 2], color="black", linewidth=1.5,
+                      label="mean-image baseline" if j == 0 else None)
+    axes.set_yticks([j + 0.4 - height / 2 for j in range(len(shown))], [_label(c) for c in shown], fontsize=7)
+    axes.invert_yaxis()
+    axes.set_xlabel("median PSNR per image (dB, peak 1)" + ("; ∞ drawn at the right edge" if ceiling else ""))
+    axes.grid(True, axis="x", alpha=0.3)
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
     return _save(figure, path)
 
 
-def defense_plot(rows: list[Row], path: Path, success_psnr: float | None = None) -> Path:
-    """Median per-image PSNR per defense (one bar per attack), for runs whose clients defend differently."""
-    medians = by_defense(rows)
-    figure = Figure(figsize=(FIGURE_SIZE[0], max(FIGURE_SIZE[1], 0.45 * len(medians) + 1.2)), dpi=DPI,
-                    layout="constrained")
-    FigureCanvasAgg(figure)
+def batch_size_plot(rows: list[Row], path: Path) -> Path | None:
+    """Median per-image PSNR against batch size, one line per (attack, defense, training) — clients pooled only when
+    they trained and defended alike. ``None`` when no such group spans two batch sizes (nothing to compare)."""
+    groups: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row.get("status") == "ok" and is_number(row.get("batch_size")):
+            key = f"{row.get('attack')} · {row.get('defense') or 'none'} · {training_label([row])}"
+            groups[key][int(row["batch_size"])].extend(image_psnrs(row))
+    points = {k: [(float(b), statistics.median(v)) for b, v in sorted(by_b.items()) if v] for k, by_b in groups.items()}
+    points = {k: pts for k, pts in sorted(points.items()) if len(pts) >= 2}
+    if not points:
+        return None
+    figure = _new_figure()
     axes = figure.add_subplot()
-    attacks = sorted({a for by_attack in medians.values() for a in by_attack})
-    if not attacks:
-        _empty(axes, "no successful reconstruction to plot")
-        return _save(figure, path)
-    points = {a: [(0.0, by_attack[a]) for by_attack in medians.values() if a in by_attack] for a in attacks}
     ceiling = _finite_ceiling(points)
-    height = 0.8 / len(attacks)
-    for i, attack in enumerate(attacks):
-        ys = [j + i * height for j, by_attack in enumerate(medians.values()) if attack in by_attack]
-        values = [by_attack[attack] for by_attack in medians.values() if attack in by_attack]
-        widths = [ceiling if (ceiling is not None and math.isinf(v)) else v for v in values]
-        axes.barh(ys, widths, height=height, label=attack)
-    axes.set_yticks([j + 0.4 - height / 2 for j in range(len(medians))], list(medians), fontsize=7)
-    axes.invert_yaxis()
-    if success_psnr is not None:
-        axes.axvline(success_psnr, color="tab:red", linewidth=0.8, linestyle="--",
-                     label=f"success ≥ {success_psnr:g} dB")
-    axes.set_xlabel("median PSNR per image (dB, peak 1)" + ("; ∞ drawn at the right edge" if ceiling else ""))
-    axes.grid(True, axis="x", alpha=0.3)
-    axes.legend(fontsize=8)
+    for key, pts in points.items():
+        ys = [ceiling if (ceiling is not None and math.isinf(y)) else y for _, y in pts]
+        axes.plot([x for x, _ in pts], ys, marker="o", label=key)
+    baseline = median(v for row in rows if row.get("status") == "ok" for v in baseline_psnrs(row))
+    if baseline is not None:
+        axes.axhline(baseline, color="black", linewidth=0.8, linestyle="--", label="mean-image baseline (median)")
+    axes.set_xscale("log", base=2)
+    sizes = sorted({x for pts in points.values() for x, _ in pts})
+    axes.set_xticks(sizes, [f"{int(v)}" for v in sizes])
+    axes.set_xlabel("client batch size")
+    axes.set_ylim(bottom=0)  # a zoomed axis would make a 0.4 dB step look like a cliff
+    axes.set_ylabel("median PSNR per image (dB)" + ("; ∞ at top" if ceiling else ""))
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=7)
     return _save(figure, path)
 
 
@@ -148,40 +168,3 @@ def training_plot(rows: list[Row], path: Path) -> Path:
     axes.grid(True, alpha=0.3)
     axes.legend(handles=handles, fontsize=8, loc="best")
     return _save(figure, path)
-
-
-def history_plot(snapshots: list, path: Path, note: str = "") -> Path:
-    """Reconstruction snapshots during optimisation: one column per snapshot, one row per image.
-
-    ``snapshots`` is Reconstruction.history (each B×C×H×W). With none, the image says so.
-    """
-    from fedleak.report.images import to_hwc
-
-    if not snapshots:
-        figure = _new_figure()
-        _empty(figure.add_subplot(), note or "this attack records no optimisation history")
-        return _save(figure, path)
-    arrays = [to_hwc(s) for s in snapshots]
-    batch = max(len(a) for a in arrays)
-    shown = _spread(len(arrays), 10)
-    figure = Figure(figsize=(1.2 * len(shown) + 0.4, 1.3 * batch + 0.4), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    grid = figure.subplots(batch, len(shown), squeeze=False)
-    for col, index in enumerate(shown):
-        for row in range(batch):
-            axes = grid[row][col]
-            axes.set_axis_off()
-            if row < len(arrays[index]):
-                axes.imshow(arrays[index][row], interpolation="nearest", vmin=0, vmax=1)
-            if row == 0:
-                axes.set_title(f"{index + 1}/{len(arrays)}", fontsize=8)
-    if note:
-        figure.suptitle(note, fontsize=9)
-    return _save(figure, path)
-
-
-def _spread(count: int, limit: int) -> list[int]:
-    """At most ``limit`` indices spread evenly over range(count), first and last included."""
-    if count <= limit:
-        return list(range(count))
-    return sorted({round(i * (count - 1) / (limit - 1)) for i in range(limit)})

@@ -107,6 +107,27 @@ def mean(values: Iterable[Any]) -> float | None:
     return statistics.fmean(numbers) if numbers else None
 
 
+def baseline_psnrs(row: Row) -> list[float]:
+    """Per-image mean-image baselines of one row; the row's mean where it has no per-image values."""
+    values = [float(t) for t in str(row.get("baseline_psnr_per_image") or "").split() if t not in ("-", "nan")]
+    if not values and is_number(row.get("baseline_psnr")):
+        values.append(float(row["baseline_psnr"]))
+    return values
+
+
+def _skipped(row: Row) -> bool:
+    return row.get("status") == "skipped"
+
+
+def _reidentified(rows: list[Row]) -> float | None:
+    """Mean re-identified share over the attempts (a failed one counts as zero, a skipped one not at all); None when
+    no ok row has it."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if not ok or any(not is_number(r.get("reidentified")) for r in ok):
+        return None
+    return mean(r["reidentified"] if r.get("status") == "ok" else 0.0 for r in rows if not _skipped(r))
+
+
 def image_psnrs(row: Row) -> list[float]:
     """Per-image PSNRs of one row (after matching); the batch mean when the row has no per-image values.
 
@@ -148,6 +169,10 @@ class AttackClientSummary:
     success_rate: float | None
     mean_seconds: float | None
     failure_reasons: Counter[str]
+    #: Median over the attacked images of the mean-image baseline (None where the rows carry none).
+    baseline: float | None = None
+    #: Share of attacked images re-identified, failed attempts counting as zero (None where not computed).
+    reidentified: float | None = None
 
 
 def summarize(rows: list[Row]) -> list[AttackClientSummary]:
@@ -159,7 +184,8 @@ def summarize(rows: list[Row]) -> list[AttackClientSummary]:
     for (attack, client), group in sorted(groups.items()):
         ok = [r for r in group if r.get("status") == "ok"]
         failed = [r for r in group if r.get("status") != "ok"]
-        success = [r.get("success") if r.get("status") == "ok" else 0.0 for r in group]
+        # A skipped attempt (the attack declined, e.g. over its image cap) tried nothing: it is no zero.
+        success = [r.get("success") if r.get("status") == "ok" else 0.0 for r in group if not _skipped(r)]
         summaries.append(
             AttackClientSummary(
                 attack=attack,
@@ -180,32 +206,8 @@ def summarize(rows: list[Row]) -> list[AttackClientSummary]:
                 success_rate=mean(success),
                 mean_seconds=mean(r.get("seconds") for r in group),
                 failure_reasons=Counter(str(r.get("reason") or "no reason given") for r in failed),
+                baseline=median(v for r in group for v in baseline_psnrs(r)),
+                reidentified=_reidentified(group),
             )
         )
     return summaries
-
-
-def series(rows: list[Row], x: str) -> dict[str, list[tuple[float, float]]]:
-    """Per attack: (x, median per-image PSNR) over successful rows, sorted by x (e.g. PSNR vs round)."""
-    points: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row in rows:
-        if row.get("status") == "ok" and is_number(row.get(x)):
-            points[str(row["attack"])][float(row[x])].extend(image_psnrs(row))
-    return {
-        attack: [(xv, statistics.median(ys)) for xv, ys in sorted(by_x.items()) if ys]
-        for attack, by_x in sorted(points.items())
-    }
-
-
-def by_defense(rows: list[Row]) -> dict[str, dict[str, float]]:
-    """Per defense (``none`` first, then by the first client using it): per attack, the median per-image PSNR of
-    successful rows. Infinite PSNRs (exact reconstructions) count as the largest values."""
-    psnrs: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    first_client: dict[str, int] = {}
-    for row in rows:
-        defense = str(row.get("defense") or "none")
-        first_client[defense] = min(first_client.get(defense, 1 << 30), int(row.get("client") or 0))
-        if row.get("status") == "ok":
-            psnrs[defense][str(row["attack"])].extend(image_psnrs(row))
-    order = sorted(psnrs, key=lambda d: (d != "none", first_client[d]))
-    return {d: {a: statistics.median(v) for a, v in sorted(psnrs[d].items()) if v} for d in order}

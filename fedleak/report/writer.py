@@ -5,6 +5,8 @@ Layout written here::
     run_dir/
       scenario.yaml    the resolved scenario (every default filled in)
       leakage.csv      one row per attack × client × round (fedleak.types.LeakageRecord)
+      diagnostics.jsonl  one JSON line per leakage.csv row: every diagnostic the attack returned (mixture flag,
+                       per-layer rank and method, label rule, …), keyed by round, client, attack and timestamp
       rounds.csv       one row per round of training (round, loss, accuracy, seconds, …)
       images/          r001_c0_dlg.png: true images (top row) and the reconstruction (bottom row)
 
@@ -15,6 +17,8 @@ Writes may come from attack-executor callbacks on other threads; a lock keeps ro
 from __future__ import annotations
 
 import csv
+import json
+import math
 import os
 import re
 import threading
@@ -31,6 +35,9 @@ from fedleak.types import LeakageRecord, columns
 
 SCENARIO_FILE = "scenario.yaml"
 LEAKAGE_FILE = "leakage.csv"
+DIAGNOSTICS_FILE = "diagnostics.jsonl"
+#: Diagnostic tensors larger than this are written as their shape, so one line stays readable.
+MAX_LISTED = 256
 ROUNDS_FILE = "rounds.csv"
 IMAGES_DIR = "images"
 
@@ -55,6 +62,19 @@ class RunWriter:
         row = {key: _cell(value) for key, value in record.as_row().items()}
         with self._lock:
             _append_row(self._path(LEAKAGE_FILE), columns(), row)
+
+    def append_diagnostics(self, record: LeakageRecord, diagnostics: dict[str, Any]) -> None:
+        """Append the attack's diagnostics for ``record`` as one JSON line of diagnostics.jsonl (flushed).
+
+        The key (round, client, attack, timestamp) is the row's own, so the two files join one-to-one.
+        """
+        line = {"round": record.round, "client": record.client, "attack": record.attack,
+                "timestamp": record.timestamp, "status": record.status, "diagnostics": json_safe(diagnostics)}
+        text = json.dumps(line, allow_nan=False, ensure_ascii=False)
+        with self._lock:
+            with self._path(DIAGNOSTICS_FILE).open("a", encoding="utf-8") as handle:
+                handle.write(text + "\n")
+                handle.flush()
 
     def append_round(self, row: dict[str, Any]) -> None:
         """Append one training-round row to rounds.csv.
@@ -114,6 +134,29 @@ def parse_image_name(name: str) -> tuple[int, int, str] | None:
     """(round, client, attack) from a grid's file name, or None for other files."""
     match = re.fullmatch(r"r(\d+)_c(\d+)_(.+)\.png", name)
     return (int(match[1]), int(match[2]), match[3]) if match else None
+
+
+def json_safe(value: Any) -> Any:
+    """A JSON-ready copy: tensors and numpy values → numbers or lists (large ones → their shape), non-finite floats →
+    strings ("inf", "nan"), dataclasses → dicts, anything else unknown → its repr."""
+    if isinstance(value, torch.Tensor | np.ndarray):
+        count = value.size if isinstance(value, np.ndarray) else value.numel()
+        if count > MAX_LISTED:
+            return f"array of shape {tuple(value.shape)}"
+        return json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        return json_safe(value.item())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [json_safe(v) for v in value]
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if hasattr(value, "__dataclass_fields__"):
+        return json_safe({k: getattr(value, k) for k in value.__dataclass_fields__})
+    return repr(value)
 
 
 def _cell(value: Any) -> Any:
