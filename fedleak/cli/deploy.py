@@ -35,6 +35,8 @@ def run(args) -> int:
     from fedleak.simulation import default_run_dir
 
     scenario = load_scenario(args.scenario)
+    if scenario.arms:
+        raise UserError(f"{args.scenario}: arms: fedleak deploy runs one federation; run arms with fedleak simulate")
     check_data(scenario, args.scenario.resolve().parent)
     if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout {args.timeout:g}: give a positive number of seconds")

@@ -13,7 +13,9 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from fedleak.report import build_report
+    from fedleak.report.frontier import build_frontier, is_arms_run
 
-    path = build_report(args.run_dir)
+    # A run with arms: each arm's own report, then the comparison on top.
+    path = build_frontier(args.run_dir, rebuild_arms=True) if is_arms_run(args.run_dir) else build_report(args.run_dir)
     print(f"wrote {path}")
     return 0

@@ -3,6 +3,9 @@
 Writes the run directory (scenario.yaml, leakage.csv, rounds.csv, images/, figures, report.html) row by row, so an
 interrupted run keeps what it had. Exits 1 when the run is incomplete (a round without every client's reply, or a
 round that never finished), even where Flower itself reported success.
+
+A scenario with ``arms:`` runs one federation per arm, one after another, each into ``<run dir>/arms/<name>/``
+(fedleak.arms), then writes the comparison at the top: frontier.csv, frontier.png, report.html.
 """
 
 from __future__ import annotations
@@ -29,11 +32,43 @@ def run(args) -> int:
 
     configure_logging(args.verbose)
     from fedleak.config.loader import load_scenario
-    from fedleak.simulation import default_run_dir, simulate
+    from fedleak.simulation import default_run_dir
 
     scenario = load_scenario(args.scenario)
     run_dir = args.out or (Path(scenario.output.dir) if scenario.output.dir else default_run_dir(scenario))
+    if scenario.arms:
+        return _run_arms(scenario, run_dir, args)
     print(f"fedleak simulate: {scenario.name} → {run_dir}", file=sys.stderr)
+    return _run_one(scenario, run_dir, args)
+
+
+def _run_arms(scenario, run_dir: Path, args) -> int:
+    """One run per arm, in order; the frontier is written even when an arm failed or Ctrl-C stopped the run."""
+    from fedleak.arms import plan, write_top
+    from fedleak.report.frontier import build_frontier
+
+    arms = plan(scenario, run_dir)
+    write_top(scenario, run_dir)
+    status = 0
+    try:
+        for i, arm in enumerate(arms, 1):
+            print(f"fedleak simulate: {scenario.name}, arm {i}/{len(arms)} {arm.name} → {arm.run_dir}",
+                  file=sys.stderr)
+            # A failed arm does not stop the others: the comparison keeps what every other arm measured.
+            status = _run_one(arm.scenario, arm.run_dir, args) or status
+    finally:
+        try:
+            path = build_frontier(run_dir)
+            print(f"fedleak simulate: {len(arms)} arms; comparison: {path}", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 — the arms' directories are on disk; `fedleak report` can retry
+            print(f"fedleak simulate: frontier not written ({exc}); run 'fedleak report {run_dir}'",
+                  file=sys.stderr)
+    return status
+
+
+def _run_one(scenario, run_dir: Path, args) -> int:
+    from fedleak.simulation import simulate
+
     try:
         result = simulate(scenario, run_dir=run_dir, base_dir=args.scenario.resolve().parent,
                           executor=args.executor, verbose=args.verbose)
@@ -51,7 +86,8 @@ def run(args) -> int:
         print(f"fedleak simulate: error: the simulation stopped: {_root_cause(exc)}; "
               f"rerun with --verbose for the full log", file=sys.stderr)
         return 1
-    print(f"fedleak simulate: {result.attacks_finished} attacks ({result.attacks_failed} failed) in "
+    skipped = f", {result.attacks_skipped} skipped" if result.attacks_skipped else ""
+    print(f"fedleak simulate: {result.attacks_finished} attacks ({result.attacks_failed} failed{skipped}) in "
           f"{result.seconds:.0f} s; report: {run_dir / 'report.html'}", file=sys.stderr)
     if not result.ok:
         for problem in result.problems:

@@ -12,5 +12,5 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     scenario = load_scenario(args.file)
     print(f"{args.file}: valid ({scenario.clients.count} clients, {scenario.training.rounds} rounds, "
-          f"{len(scenario.attacks)} attacks)")
+          f"{len(scenario.attacks)} attacks" + (f", {len(scenario.arms)} arms" if scenario.arms else "") + ")")
     return 0

@@ -56,7 +56,8 @@ def _describe(exc: ValidationError) -> str:
     message = error["msg"].removeprefix("Value error, ")
     got = error.get("input")
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-    return f"{field or 'scenario'}: {message}{shown}"
+    # Scenario-wide checks (arms against training and clients) name their field in the message itself.
+    return f"{field}: {message}{shown}" if field else f"{message}{shown}"
 
 
 _UNION_TAGS = {

@@ -1,0 +1,227 @@
+"""The privacy–utility frontier of a defense comparison, computed from each arm's own CSVs.
+
+A run with arms has this layout (fedleak.arms)::
+
+    run_dir/
+      scenario.yaml        the scenario with its arms
+      arms/<name>/         one ordinary run directory per arm (leakage.csv, rounds.csv, report.html, …)
+      frontier.csv         one row per arm (FRONTIER_COLUMNS), rebuilt from the arms' CSVs
+      frontier.png, figures/, report.html
+
+Worst case per attacked image: the highest PSNR any attack reached on that image of that update (same round and
+client). Nothing here is stored anywhere else: every number is derived from leakage.csv and rounds.csv.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fedleak.report.tables import Row, is_number, read_leakage, read_rounds
+from fedleak.report.writer import LEAKAGE_FILE, ROUNDS_FILE, SCENARIO_FILE
+
+ARMS_DIR = "arms"
+FRONTIER_FILE = "frontier.csv"
+FRONTIER_COLUMNS = ["arm", "defense", "final_accuracy", "worst_median_psnr", "success_rate", "dp_epsilon", "dp_unit"]
+DEFAULT_SUCCESS_PSNR = 30.0
+
+
+@dataclass
+class ArmResult:
+    """One arm's frontier row plus the per-round curves the top-level page draws."""
+
+    arm: str
+    defense: str
+    final_accuracy: float | None
+    worst_median_psnr: float | None
+    success_rate: float | None
+    dp_epsilon: float | None
+    dp_unit: str
+    attacked_images: int = 0
+    skipped_attacks: int = 0
+    #: Rounds in rounds.csv, and training.rounds of the arm's scenario (None when it cannot be read).
+    rounds_recorded: int = 0
+    rounds_planned: int | None = None
+    success_psnr: float = DEFAULT_SUCCESS_PSNR
+    accuracy_per_round: list[tuple[int, float]] = field(default_factory=list)
+    leakage_per_round: list[tuple[int, float]] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in FRONTIER_COLUMNS}
+
+
+def image_values(row: Row) -> list[float | None]:
+    """One entry per true image of the row, in order: its PSNR, or None where it was not matched ('-')."""
+    values: list[float | None] = []
+    for token in str(row.get("psnr_per_image") or "").split():
+        try:
+            value = float(token)
+        except ValueError:
+            value = math.nan
+        values.append(None if math.isnan(value) else value)
+    return values
+
+
+def worst_case(rows: list[Row]) -> dict[tuple[Any, Any], list[float | None]]:
+    """Per attacked update (round, client): per true image, the highest PSNR over the attacks on that update.
+
+    None marks an image no attack reconstructed (every attempt failed or left it unmatched). An update whose
+    attacks all failed counts its batch size in images, all None: they were attacked and not recovered. Skipped
+    attacks (over an attack's image cap) did not run: an update with only those is not an attacked update.
+    """
+    updates: dict[tuple[Any, Any], list[Row]] = defaultdict(list)
+    for row in rows:
+        if row.get("status") != "skipped":
+            updates[(row.get("round"), row.get("client"))].append(row)
+    worst = {}
+    for key, group in updates.items():
+        per_attack = [image_values(r) for r in group if r.get("status") == "ok"]
+        count = max((len(v) for v in per_attack), default=0)
+        if count == 0:
+            count = max((int(r["batch_size"]) for r in group if is_number(r.get("batch_size"))), default=0)
+        worst[key] = [max((v[i] for v in per_attack if i < len(v) and v[i] is not None), default=None)
+                      for i in range(count)]
+    return worst
+
+
+def leakage_numbers(rows: list[Row], success_psnr: float) -> tuple[float | None, float | None, int]:
+    """(median worst-case PSNR over the attacked images that some attack reconstructed, share of all attacked
+    images at or above ``success_psnr``, number of attacked images)."""
+    images = [v for values in worst_case(rows).values() for v in values]
+    found = [v for v in images if v is not None]
+    median = statistics.median(found) if found else None
+    rate = sum(v >= success_psnr for v in found) / len(images) if images else None
+    return median, rate, len(images)
+
+
+def leakage_per_round(rows: list[Row]) -> list[tuple[int, float]]:
+    """(round, median worst-case PSNR over that round's reconstructed images), rounds in order."""
+    by_round: dict[int, list[float]] = defaultdict(list)
+    for (round_, _), values in worst_case(rows).items():
+        if is_number(round_):
+            by_round[int(round_)].extend(v for v in values if v is not None)
+    return [(r, statistics.median(v)) for r, v in sorted(by_round.items()) if v]
+
+
+def privacy_spent(rows: list[Row]) -> tuple[float | None, str]:
+    """The largest cumulative ε in the rows and its unit (empty where the rows carry no ``dp_unit``)."""
+    spent = [r for r in rows if is_number(r.get("dp_epsilon"))]
+    if not spent:
+        return None, ""
+    top = max(spent, key=lambda r: float(r["dp_epsilon"]))
+    return float(top["dp_epsilon"]), str(top.get("dp_unit") or "")
+
+
+def accuracy_per_round(rows: list[Row]) -> list[tuple[int, float]]:
+    """(round, held-out accuracy of the global model) for the rounds that were evaluated."""
+    return sorted((int(r["round"]), float(r["accuracy"])) for r in rows
+                  if is_number(r.get("round")) and is_number(r.get("accuracy")))
+
+
+def final_accuracy(rows: list[Row]) -> float | None:
+    """Accuracy in the last round rounds.csv records (None when that round was not evaluated)."""
+    rounds = [r for r in rows if is_number(r.get("round"))]
+    if not rounds:
+        return None
+    last = max(rounds, key=lambda r: r["round"])
+    return float(last["accuracy"]) if is_number(last.get("accuracy")) else None
+
+
+def read_arm(arm_dir: Path) -> ArmResult:
+    """The frontier row and curves of one arm's run directory."""
+    scenario = _read_yaml(arm_dir / SCENARIO_FILE)
+    leakage = read_leakage(arm_dir / LEAKAGE_FILE).rows
+    rounds = read_rounds(arm_dir / ROUNDS_FILE).rows
+    success_psnr = float((scenario.get("output") or {}).get("success_psnr") or DEFAULT_SUCCESS_PSNR)
+    median, rate, images = leakage_numbers(leakage, success_psnr)
+    epsilon, unit = privacy_spent(leakage)
+    return ArmResult(arm=arm_dir.name, defense=_defense(scenario, leakage), final_accuracy=final_accuracy(rounds),
+                     worst_median_psnr=median, success_rate=rate, dp_epsilon=epsilon, dp_unit=unit,
+                     attacked_images=images, success_psnr=success_psnr,
+                     skipped_attacks=sum(r.get("status") == "skipped" for r in leakage),
+                     rounds_recorded=len({r["round"] for r in rounds if is_number(r.get("round"))}),
+                     rounds_planned=(scenario.get("training") or {}).get("rounds"),
+                     accuracy_per_round=accuracy_per_round(rounds), leakage_per_round=leakage_per_round(leakage))
+
+
+def _defense(scenario: dict[str, Any], leakage: list[Row]) -> str:
+    """The arm's defense as result rows name it: from its scenario, else from the rows."""
+    defense = (scenario.get("training") or {}).get("defense")
+    if isinstance(defense, dict):
+        try:
+            from fedleak.clients.defenses import defense_label
+            from fedleak.config.schema import TrainingConfig
+
+            return defense_label(TrainingConfig.model_validate({"defense": defense}).defense)
+        except Exception:  # noqa: BLE001 — an old scenario.yaml still gets a frontier row
+            pass
+    return ", ".join(sorted({str(r.get("defense") or "none") for r in leakage})) or "–"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except yaml.YAMLError:
+        raw = None
+    return raw if isinstance(raw, dict) else {}
+
+
+def arm_names(run_dir: Path) -> list[str]:
+    """The arms with a run directory: in the scenario's order, then any other folder under arms/."""
+    listed = [a.get("name") for a in _read_yaml(run_dir / SCENARIO_FILE).get("arms") or [] if isinstance(a, dict)]
+    present = {p.name for p in (run_dir / ARMS_DIR).iterdir() if p.is_dir()} if (run_dir / ARMS_DIR).is_dir() else set()
+    ordered = [name for name in listed if name in present]
+    return ordered + sorted(present - set(ordered))
+
+
+def missing_arms(run_dir: Path) -> list[str]:
+    """Arms the scenario lists that have no run directory (the run stopped before them)."""
+    listed = [a.get("name") for a in _read_yaml(run_dir / SCENARIO_FILE).get("arms") or [] if isinstance(a, dict)]
+    return [str(name) for name in listed if not (run_dir / ARMS_DIR / str(name)).is_dir()]
+
+
+def is_arms_run(run_dir: Path) -> bool:
+    return (Path(run_dir) / ARMS_DIR).is_dir()
+
+
+def write_frontier(path: Path, arms: list[ArmResult]) -> Path:
+    """frontier.csv: one row per arm, empty cells where a number is missing."""
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FRONTIER_COLUMNS)
+        writer.writeheader()
+        for arm in arms:
+            writer.writerow({k: _cell(v) for k, v in arm.row().items()})
+    return path
+
+
+def _cell(value: Any) -> Any:
+    """Empty for a missing number; floats to 6 significant digits (accuracies are shares of a few hundred images)."""
+    if value is None:
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def build_frontier(run_dir: Path, rebuild_arms: bool = False) -> Path:
+    """Write frontier.csv, frontier.png, figures/ and report.html at the top of a run with arms.
+
+    ``rebuild_arms`` first rebuilds each arm's own report (``fedleak report`` on the top folder).
+    """
+    from fedleak.report.frontier_page import write_page
+
+    run_dir = Path(run_dir)
+    names = arm_names(run_dir)
+    if rebuild_arms:
+        from fedleak.report.build import build_report
+
+        for name in names:
+            build_report(run_dir / ARMS_DIR / name)
+    arms = [read_arm(run_dir / ARMS_DIR / name) for name in names]
+    write_frontier(run_dir / FRONTIER_FILE, arms)
+    return write_page(run_dir, arms, missing_arms(run_dir))

@@ -1,0 +1,169 @@
+"""The top-level page of a run with arms: the frontier figure, the frontier table, each arm's curves.
+
+Self-contained like every report.html (figures inlined); each arm's own report is linked, not copied.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from fedleak.report.frontier import ARMS_DIR, FRONTIER_FILE, ArmResult
+from fedleak.report.html import STYLE, esc, fmt, inline_png
+
+FRONTIER_PNG = "frontier.png"
+FIGURES_DIR = "figures"
+REPORT_FILE = "report.html"
+DPI = 110
+#: Label positions (points from the marker) taken in turn by the arms.
+LABEL_OFFSETS = [(6, 4), (6, -4), (-6, 4), (-6, -4)]
+
+UNIT_MEANING = {
+    "record": "DP-SGD's guarantee for each training image, over every round its client took part in",
+    "update": "local DP's guarantee for a client's whole update, composed over the rounds it took part in",
+}
+
+
+def _figure(size: tuple[float, float] = (6.4, 4.2)) -> Figure:
+    figure = Figure(figsize=size, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
+
+
+def epsilon_label(arm: ArmResult) -> str:
+    if arm.dp_epsilon is None:
+        return ""
+    return f"ε = {fmt(arm.dp_epsilon, 2)}" + (f" per {arm.dp_unit}" if arm.dp_unit else "")
+
+
+def frontier_plot(arms: list[ArmResult], path: Path) -> Path:
+    """Final accuracy against worst-case median PSNR, one labelled point per arm (ε beside DP arms)."""
+    figure = _figure()
+    axes = figure.add_subplot()
+    drawn = [a for a in arms if a.final_accuracy is not None and a.worst_median_psnr is not None]
+    if not drawn:
+        axes.text(0.5, 0.5, "no arm has both an accuracy and a reconstruction yet", ha="center", va="center",
+                  transform=axes.transAxes)
+        return _save(figure, path)
+    finite = [a.worst_median_psnr for a in drawn if math.isfinite(a.worst_median_psnr)]
+    ceiling = (max(finite) if finite else 0.0) + 10.0  # where an exact reconstruction (∞ dB) is drawn
+    for i, arm in enumerate(drawn):
+        x = arm.worst_median_psnr if math.isfinite(arm.worst_median_psnr) else ceiling
+        axes.plot([x], [arm.final_accuracy], marker="o", linestyle="none")
+        label = arm.arm + (f"\n{epsilon_label(arm)}" if arm.dp_epsilon is not None else "")
+        # Arms often land close together (e.g. two defenses that cost nothing): alternate where labels go.
+        dx, dy = LABEL_OFFSETS[i % len(LABEL_OFFSETS)]
+        axes.annotate(label, (x, arm.final_accuracy), textcoords="offset points", xytext=(dx, dy), fontsize=8,
+                      ha="left" if dx > 0 else "right", va="bottom" if dy > 0 else "top")
+    threshold = drawn[0].success_psnr
+    # Fixed axes from zero, so a small difference between arms does not look like a large one.
+    axes.set_ylim(0, 1.05)
+    axes.set_xlim(0, max(max(finite, default=0.0), ceiling if len(finite) < len(drawn) else 0.0, threshold) + 8)
+    axes.axvline(threshold, color="tab:red", linewidth=0.8, linestyle="--", label=f"success ≥ {threshold:g} dB")
+    left_out = [a.arm for a in arms if a not in drawn]
+    axes.set_xlabel("worst-case median PSNR per attacked image (dB, peak 1)"
+                    + ("; ∞ drawn at the right" if any(math.isinf(a.worst_median_psnr) for a in drawn) else ""))
+    axes.set_ylabel("final held-out accuracy")
+    axes.set_title("privacy–utility frontier" + (f" (not drawn: {', '.join(left_out)})" if left_out else ""),
+                   fontsize=9)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8, loc="best")
+    return _save(figure, path)
+
+
+def curves_plot(arms: list[ArmResult], key: str, ylabel: str, path: Path) -> Path:
+    """One line per arm of ``accuracy_per_round`` or ``leakage_per_round``."""
+    figure = _figure((6.4, 3.8))
+    axes = figure.add_subplot()
+    series = [(a.arm, getattr(a, key)) for a in arms if getattr(a, key)]
+    if not series:
+        axes.text(0.5, 0.5, "nothing recorded yet", ha="center", va="center", transform=axes.transAxes)
+        return _save(figure, path)
+    finite = [y for _, pts in series for _, y in pts if math.isfinite(y)]
+    ceiling = (max(finite) if finite else 0.0) + 10.0
+    for name, points in series:
+        axes.plot([x for x, _ in points], [y if math.isfinite(y) else ceiling for _, y in points], marker="o",
+                  label=name)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("round")
+    axes.set_ylabel(ylabel)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def _table(arms: list[ArmResult]) -> str:
+    head = ["arm", "defense", "final accuracy", "worst-case median PSNR (dB)", "success rate", "ε", "ε unit",
+            "attacked images", "skipped attacks", "arm report"]
+    rows = []
+    for a in arms:
+        rate = None if a.success_rate is None else 100 * a.success_rate
+        link = f"{ARMS_DIR}/{a.arm}/{REPORT_FILE}"
+        cells = [esc(a.arm), esc(a.defense), fmt(a.final_accuracy, 3), fmt(a.worst_median_psnr, 1),
+                 fmt(rate, 0, " %"), fmt(a.dp_epsilon, 2), esc(a.dp_unit or "–"), esc(a.attacked_images),
+                 esc(a.skipped_attacks),
+                 f'<a href="{esc(link)}">{esc(link)}</a>']
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    header = "".join(f"<th>{esc(h)}</th>" for h in head)
+    return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _figure_html(path: Path, caption: str) -> str:
+    return (f'<figure><img src="{inline_png(path)}" alt="{esc(caption)}">'
+            f"<figcaption>{esc(caption)}</figcaption></figure>")
+
+
+def _notes(arms: list[ArmResult], missing: list[str]) -> list[str]:
+    threshold = arms[0].success_psnr if arms else 30.0
+    notes = [
+        "Every arm is the same federation (seed, data, model, attack schedule); only what each client does to "
+        "its update differs.",
+        "Worst case per attacked image: the highest PSNR any attack reached on that image of that update. The "
+        "median is over the images some attack reconstructed; the success rate is the share of all attacked "
+        f"images at or above {threshold:g} dB (images no attack recovered count as misses).",
+        "Final accuracy: the global model on the held-out images after the last round (rounds.csv).",
+    ]
+    for unit in sorted({a.dp_unit for a in arms if a.dp_epsilon is not None}):
+        notes.append(f"ε per {unit or '(unit not recorded)'}: the largest cumulative ε of the arm's clients at the "
+                     "end; " + UNIT_MEANING.get(unit, "the rows do not say whether it is per record or per update")
+                     + ".")
+    notes += [f"Arm {a.arm!r} is incomplete: {a.rounds_recorded} of {a.rounds_planned} rounds recorded, so its "
+              "final accuracy is not the last round's." for a in arms
+              if a.rounds_planned is not None and a.rounds_recorded < a.rounds_planned]
+    notes += [f"Arm {name!r} has no run directory: the run stopped before it." for name in missing]
+    return notes
+
+
+def write_page(run_dir: Path, arms: list[ArmResult], missing: list[str]) -> Path:
+    """frontier.png, the per-round figures and report.html at the top of ``run_dir``."""
+    frontier = frontier_plot(arms, run_dir / FRONTIER_PNG)
+    accuracy = curves_plot(arms, "accuracy_per_round", "held-out accuracy",
+                           run_dir / FIGURES_DIR / "accuracy_per_round.png")
+    leakage = curves_plot(arms, "leakage_per_round", "worst-case median PSNR (dB)",
+                          run_dir / FIGURES_DIR / "leakage_per_round.png")
+    title = f"fedleak defense comparison — {run_dir.name}"
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>", f"<h1>{esc(title)}</h1>",
+        _figure_html(frontier, "Final accuracy against worst-case leakage, one point per arm."),
+        f"<h2>Frontier (<code>{FRONTIER_FILE}</code>)</h2>", _table(arms),
+        '<ul class="note">' + "".join(f"<li>{esc(n)}</li>" for n in _notes(arms, missing)) + "</ul>",
+        "<h2>Per round</h2>",
+        _figure_html(accuracy, "Held-out accuracy of each arm's global model per round."),
+        _figure_html(leakage, "Worst-case median PSNR per round: per attacked image the best attack, median "
+                              "over the round's images."),
+        "</body></html>",
+    ]
+    path = run_dir / REPORT_FILE
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
