@@ -52,9 +52,14 @@ class _DropKnownNotices(logging.Filter):
 
 
 def launch_flower(
-    server_app: Any, client_app: Any, num_clients: int, *, verbose: bool = False, ray_temp_dir: Path | None = None
+    server_app: Any, client_app: Any, num_clients: int, *, verbose: bool = False, ray_temp_dir: Path | None = None,
+    resources: dict[str, float] | None = None,
 ) -> None:
-    """Run ``server_app`` against ``num_clients`` simulated ClientApps on Flower's Ray simulation engine."""
+    """Run ``server_app`` against ``num_clients`` simulated ClientApps on Flower's Ray simulation engine.
+
+    ``resources``: custom resources the local Ray instance offers (the attackers'); ignored when this process is
+    already connected to a cluster (``executor.address``), whose nodes declare their own.
+    """
     configure_logging(verbose)
     from flwr.simulation import run_simulation
     from flwr.supercore.logger import FLOWER_LOGGER, update_console_handler
@@ -68,6 +73,8 @@ def launch_flower(
         init_args.update(logging_level="ERROR", log_to_driver=False)
     if ray_temp_dir is not None:
         init_args["_temp_dir"] = str(Path(ray_temp_dir).resolve())
+    if resources:
+        init_args["resources"] = dict(resources)
     backend_config = {
         # One CPU per client lets two clients train at once on two cores. Clients never take a GPU share: the
         # attacker actors get the GPU (a client holding a share starved them, see the project's Flower notes).
@@ -142,21 +149,56 @@ def simulate(
     Returns:
         The result; ``result.problems`` lists what makes the run incomplete (missing rounds or replies).
     """
+    from fedleak.runtime.cluster import cluster_address
+
+    if cluster_address(scenario.executor.address) is None:
+        # A Ray instance of our own keeps its node address on 127.0.0.1 (Ray otherwise binds the machine's
+        # outward address); read when ray is first imported, so it takes effect from the command line.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     configure_logging(verbose)
     from fedleak.clients.app import build_client_app
 
-    server = ServerSide.prepare(scenario, run_dir=run_dir, base_dir=base_dir, executor=executor, attacks=attacks,
-                                intercept=intercept, write=write, progress=progress)
-    client_app = build_client_app(scenario, base_dir)
-    with server.display:
-        try:
-            launch_flower(server.server_app(), client_app, scenario.clients.count, verbose=verbose,
-                          ray_temp_dir=ray_temp_dir)
-        except BaseException:
-            # Ctrl-C (or a crash) in the simulation engine: let the ServerApp thread end, or the process hangs.
-            server.stop.set()
-            raise
+    resources = _join_cluster(scenario, executor, attacks)
+    try:
+        server = ServerSide.prepare(scenario, run_dir=run_dir, base_dir=base_dir, executor=executor,
+                                    attacks=attacks, intercept=intercept, write=write, progress=progress)
+        client_app = build_client_app(scenario, base_dir)
+        with server.display:
+            try:
+                launch_flower(server.server_app(), client_app, scenario.clients.count, verbose=verbose,
+                              ray_temp_dir=ray_temp_dir, resources=resources)
+            except BaseException:
+                # Ctrl-C (or a crash) in the simulation engine: let the ServerApp thread end, or the process hangs.
+                server.stop.set()
+                raise
+    finally:
+        _leave_cluster()
     return server.result(report=write and report)
+
+
+def _join_cluster(scenario: Scenario, executor: str | None, attacks: bool) -> dict[str, float] | None:
+    """Connect to ``executor.address`` (or RAY_ADDRESS) when set and check it offers the attackers' resource;
+    on a local run, the custom resource the local Ray instance must offer instead."""
+    from fedleak.runtime.cluster import check_resource, cluster_address, connect
+
+    ex = scenario.executor
+    on_ray = attacks and bool(scenario.attacks) and (executor or ex.kind) != "local"
+    address = cluster_address(ex.address)
+    if address is None:
+        return {ex.resource: ex.workers} if on_ray else None
+    connect(address)
+    if on_ray:
+        check_resource(ex.resource, address)
+    return None
+
+
+def _leave_cluster() -> None:
+    """Disconnect from Ray if still connected (Flower normally has): ``ray.shutdown()`` in a driver that joined a
+    cluster only disconnects it, and a Ray instance Flower started is already gone."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 @dataclass
@@ -213,9 +255,10 @@ class ServerSide:
         kind = executor or ("local" if scenario.executor.kind == "local" else "ray")
         pool = None
         if attacks and scenario.attacks:
-            pool = make_executor(kind, device=scenario.device, seed=scenario.seed,
-                                 timeout_s=scenario.executor.timeout_s,
-                                 max_in_flight=scenario.executor.max_in_flight, workers=scenario.executor.workers)
+            ex = scenario.executor
+            pool = make_executor(kind, device=scenario.device, seed=scenario.seed, timeout_s=ex.timeout_s,
+                                 max_in_flight=ex.max_in_flight, workers=ex.workers, resource=ex.resource,
+                                 gpus_per_attack=ex.gpus_per_attack)
         display = RunProgress(scenario.training.rounds, scenario.clients.count, enabled=progress)
         tap = (LeakageTap(scenario, spec, data.get, pool, writer=writer, progress=display, dataset=data.images)
                if intercept else None)

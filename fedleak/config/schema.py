@@ -240,6 +240,13 @@ class ExecutorConfig(Strict):
     max_in_flight: PositiveInt = 8
     #: An attack running longer is recorded as failed with reason "timeout".
     timeout_s: PositiveFloat = 600
+    #: An existing Ray cluster to run on (HOST:PORT of its head, "auto" or ray://HOST:PORT); default: Ray's
+    #: RAY_ADDRESS variable, else the Ray instance Flower starts on this machine. See fedleak/runtime/cluster.py.
+    address: str | None = None
+    #: The custom Ray resource every attacker actor asks one unit of, so it lands on the nodes offering it.
+    resource: str = "fedleak_attacker"
+    #: GPU share of each attacker actor when CUDA is used (default: 1 / workers).
+    gpus_per_attack: Annotated[float, Field(gt=0, le=1)] | None = None
 
 
 class OutputConfig(Strict):

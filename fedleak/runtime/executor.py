@@ -128,9 +128,10 @@ def run_one(observation: Observation, attack: AttackConfig, device: str, seed: i
 
 def make_executor(
     kind: Literal["local", "ray"], *, device: str = "auto", seed: int = 0, timeout_s: float = 600.0,
-    max_in_flight: int = 8, workers: int = 2,
+    max_in_flight: int = 8, workers: int = 2, resource: str | None = None, gpus_per_attack: float | None = None,
 ) -> AttackExecutor:
-    """The executor for ``kind``: ``local`` runs attacks in this process, ``ray`` in a pool of Ray actors."""
+    """The executor for ``kind``: ``local`` runs attacks in this process, ``ray`` in a pool of Ray actors (each
+    asking for one unit of ``resource`` and ``gpus_per_attack`` of a GPU, see fedleak/runtime/cluster.py)."""
     if kind == "local":
         from fedleak.runtime.local import LocalExecutor
 
@@ -139,6 +140,7 @@ def make_executor(
         from fedleak.runtime.ray_pool import RayPoolExecutor
 
         return RayPoolExecutor(
-            device=device, seed=seed, timeout_s=timeout_s, max_in_flight=max_in_flight, workers=workers
+            device=device, seed=seed, timeout_s=timeout_s, max_in_flight=max_in_flight, workers=workers,
+            resource=resource, gpus_per_attack=gpus_per_attack,
         )
     raise ValueError(f"unknown executor kind {kind!r}; choose 'local' or 'ray'")

@@ -1,6 +1,6 @@
 """A pool of Ray actors that run attacks beside Flower's simulation (which owns the Ray cluster).
 
-Facts this design follows (measured with Flower 1.41 and Ray 2.55, see the project's notes):
+Facts this design follows (measured with Flower 1.41 and Ray 2.55):
 - Flower's client pool reserves every CPU it can fit, so an attacker actor that asks for a CPU never starts: actors
   ask for ``num_cpus=0`` and, with a GPU, a fractional ``num_gpus`` (clients stay on ``num_gpus=0``).
 - Creating actors in the ServerApp before the first replies arrived crashed runs: actors are created lazily, on the
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
 import time
 from typing import Any
 
@@ -26,6 +27,9 @@ import torch
 from fedleak.config.schema import AttackConfig
 from fedleak.runtime.executor import AttackExecutor, AttackFuture, job_seed, resolve_device, run_one
 from fedleak.types import Observation, Reconstruction
+
+#: Attacker actors are named ``fedleak-attacker-<driver pid>-<n>``.
+ACTOR_PREFIX = "fedleak-attacker-"
 
 
 class AttackWorker:
@@ -39,7 +43,12 @@ class AttackWorker:
     def run(
         self, observation: Observation, weights: dict[str, torch.Tensor], attack: AttackConfig, device: str, seed: int
     ) -> Reconstruction:
-        return run_one(dataclasses.replace(observation, global_weights=weights), attack, device, seed)
+        result = run_one(dataclasses.replace(observation, global_weights=weights), attack, device, seed)
+        # Where the attack ran, for the run's diagnostics (on a shared cluster: which cluster and node).
+        context = ray.get_runtime_context()
+        result.diagnostics.setdefault("ray_cluster", context.gcs_address)
+        result.diagnostics.setdefault("ray_node", context.get_node_id())
+        return result
 
     def ready(self) -> bool:
         return True
@@ -68,17 +77,23 @@ class RayPoolExecutor(AttackExecutor):
         workers: number of attacker actors.
         threads: torch threads per actor.
         ray_init_args: passed to ``ray.init`` when no cluster runs yet (standalone use, benchmarks).
+        resource: a custom Ray resource each actor asks one unit of (None: none); declared ``workers`` times
+            when this pool starts Ray itself.
+        gpus_per_attack: each actor's GPU share when CUDA is used (default ``1 / workers``).
         (others: see :class:`AttackExecutor`).
     """
 
     def __init__(
         self, device: str = "auto", seed: int = 0, timeout_s: float = 600.0, max_in_flight: int = 8,
         workers: int = 2, threads: int = 1, ray_init_args: dict[str, Any] | None = None,
+        resource: str | None = None, gpus_per_attack: float | None = None,
     ):
         super().__init__(device=device, seed=seed, timeout_s=timeout_s, max_in_flight=max_in_flight)
         self.workers = workers
         self.threads = threads
         self.ray_init_args = ray_init_args or {}
+        self.resource = resource
+        self.gpus_per_attack = gpus_per_attack
         self._device = resolve_device(device)
         self._actors: list[Any] = []
         self._idle: collections.deque[int] = collections.deque()
@@ -89,6 +104,7 @@ class RayPoolExecutor(AttackExecutor):
         self._weights_ref: Any = None
         self._owns_ray = False
         self._start_failures = 0
+        self._launched = 0
         self._broken: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -96,16 +112,23 @@ class RayPoolExecutor(AttackExecutor):
         if self._actors:
             return
         if not ray.is_initialized():
-            ray.init(**{"logging_level": "ERROR", "log_to_driver": False, **self.ray_init_args})
+            own = {"logging_level": "ERROR", "log_to_driver": False}
+            if self.resource:
+                own["resources"] = {self.resource: self.workers}
+            ray.init(**{**own, **self.ray_init_args})
             self._owns_ray = True
         self._actors = [None] * self.workers
         for index in range(self.workers):
             self._launch_actor(index)
 
     def _launch_actor(self, index: int) -> None:
-        gpu_share = 1.0 / self.workers if self._device.startswith("cuda") else 0
-        actor_cls = ray.remote(num_cpus=0, num_gpus=gpu_share, max_restarts=0)(AttackWorker)
-        actor = actor_cls.remote(self.threads)
+        gpu_share = (self.gpus_per_attack or 1.0 / self.workers) if self._device.startswith("cuda") else 0
+        resources = {self.resource: 1} if self.resource else None
+        actor_cls = ray.remote(num_cpus=0, num_gpus=gpu_share, resources=resources, max_restarts=0)(AttackWorker)
+        # A name makes the attackers visible on a shared cluster (``ray.util.list_named_actors``); unique per
+        # launch, since a replaced actor's name may not be free yet.
+        self._launched += 1
+        actor = actor_cls.options(name=f"{ACTOR_PREFIX}{os.getpid()}-{self._launched}").remote(self.threads)
         self._actors[index] = actor
         self._starting[actor.ready.remote()] = index
 
