@@ -9,6 +9,7 @@ per attack.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,6 +77,25 @@ def scheduled(attack: AttackConfig, server_round: int, client: int) -> bool:
     rounds_ok = attack.rounds == "all" or server_round in attack.rounds
     clients_ok = attack.clients == "all" or client in attack.clients or client == AGGREGATE
     return rounds_ok and clients_ok
+
+
+#: Keeps the attack-sampling draw apart from the other per-round streams.
+_ATTACK_SAMPLING_STREAM = 4
+
+
+def sampled_updates(scenario: Scenario, server_round: int, clients: list[int]) -> dict[int, set[int]]:
+    """For each attack (by position) that samples (``sample``/``count``), the clients whose update it attacks this
+    round: drawn from the clients it schedules, reproducibly from (seed, round, attack)."""
+    chosen = {}
+    for index, attack in enumerate(scenario.attacks):
+        if attack.sample is None and attack.count is None:
+            continue
+        eligible = [c for c in clients if scheduled(attack, server_round, c)]
+        k = attack.count if attack.count is not None else math.ceil(attack.sample * len(eligible))
+        rng = np.random.default_rng([scenario.seed % 2**64, server_round, index, _ATTACK_SAMPLING_STREAM])
+        picked = rng.choice(len(eligible), size=min(k, len(eligible)), replace=False) if eligible else []
+        chosen[index] = {eligible[i] for i in picked}
+    return chosen
 
 
 def distinct_in_order(indices) -> np.ndarray:
@@ -193,8 +213,12 @@ class LeakageTap(ReplyTap):
             args = (answered, weights, self.spec, self.scenario, self.ground_truth)
             self._submit(*aggregate_to_observation(*args))
         else:
+            clients_answered = sorted(int(r.content[protocol.PUBLIC]["client"]) for r in answered)
+            chosen = sampled_updates(self.scenario, server_round, clients_answered)
             for reply in answered:
-                self._submit(*reply_to_observation(reply, weights, self.spec, self.scenario, self.ground_truth))
+                observation, context = reply_to_observation(reply, weights, self.spec, self.scenario,
+                                                            self.ground_truth)
+                self._submit(observation, context, chosen)
         self.progress.round_trained(server_round, len(clients))
         self.collect()
         self.ledger.tap_seconds += time.perf_counter() - start
@@ -228,12 +252,15 @@ class LeakageTap(ReplyTap):
         self.ledger.tap_seconds += time.perf_counter() - now
 
     # -- attacks -------------------------------------------------------------------------------------------
-    def _submit(self, observation: Observation, context: ScoringContext) -> None:
+    def _submit(self, observation: Observation, context: ScoringContext,
+                chosen: dict[int, set[int]] | None = None) -> None:
         if self.executor is None:
             return
-        for attack in self.scenario.attacks:
+        for index, attack in enumerate(self.scenario.attacks):
             if not scheduled(attack, context.round, context.client):
                 continue
+            if chosen is not None and index in chosen and context.client not in chosen[index]:
+                continue  # this attack samples the round's updates, and this one was not drawn
             if len(context.indices) > attack.max_images:
                 self._skip(attack.name, context, f"the update covers {len(context.indices)} images, over this "
                                                  f"attack's max_images={attack.max_images}")

@@ -230,6 +230,16 @@ class AttackConfig(Strict):
     #: The most images this attack will try to reconstruct from one update (an epoch update covers the client's
     #: whole shard); a larger update gets a "skipped" row with the reason instead of an hour-long attempt.
     max_images: PositiveInt = 64
+    #: Attack only a share (``sample``) or a number (``count``) of each round's scheduled updates, drawn
+    #: reproducibly from (seed, round, attack): a large federation watched without attacking every update.
+    sample: Annotated[float, Field(gt=0, le=1)] | None = None
+    count: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_sample(self) -> AttackConfig:
+        if self.sample is not None and self.count is not None:
+            raise ValueError("give sample (a share of each round's updates) or count (a number of them), not both")
+        return self
 
 
 class ExecutorConfig(Strict):
