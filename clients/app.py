@@ -102,7 +102,8 @@ def build_client_app(scenario: Scenario, base_dir: Path | None = None) -> Client
         model = data.model_spec().build()
         model.load_state_dict(msg.content[protocol.SERVER_ARRAYS].to_torch_state_dict())
         model.eval()
-        indices = data.eval_indices_of(client_id(context))
+        server_round = int(msg.content[protocol.SERVER_CONFIG]["server-round"])
+        indices = data.eval_indices_of(client_id(context), server_round)
         images, labels = data.get(indices)
         loss, accuracy = evaluate_model(model, images, labels)
         metrics = {protocol.NUM_EXAMPLES: len(indices), protocol.EVAL_LOSS: loss, protocol.EVAL_ACCURACY: accuracy}

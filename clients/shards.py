@@ -61,9 +61,18 @@ class FederatedData:
             elif len(self.shards[client]) == 0:
                 raise UserError(f"client {client} has no training images; change clients.partition or clients.count")
 
-    def eval_indices_of(self, client: int) -> np.ndarray:
-        """This client's equal slice of the held-out set; the weighted mean over clients covers all of it."""
-        return np.array_split(self.eval_indices, self.scenario.clients.count)[client]
+    def eval_indices_of(self, client: int, server_round: int) -> np.ndarray:
+        """This client's equal slice of the held-out set; the weighted mean over the evaluating clients covers all
+        of it. With ``clients.per_round`` only the round's sampled clients evaluate, the i-th of them slice i."""
+        from fedleak.participation import sampled_clients
+
+        clients = self.scenario.clients
+        if clients.per_round is None or clients.per_round >= clients.count:
+            return np.array_split(self.eval_indices, clients.count)[client]
+        chosen = sampled_clients(clients.count, clients.per_round, self.scenario.seed, server_round)
+        if client not in chosen:
+            return self.eval_indices[:0]
+        return np.array_split(self.eval_indices, clients.per_round)[chosen.index(client)]
 
     def get(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """(images B×C×H×W float in [0, 1], labels int64) at ``indices``."""

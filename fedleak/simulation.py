@@ -259,11 +259,13 @@ class ServerSide:
             pool = make_executor(kind, device=scenario.device, seed=scenario.seed, timeout_s=ex.timeout_s,
                                  max_in_flight=ex.max_in_flight, workers=ex.workers, resource=ex.resource,
                                  gpus_per_attack=ex.gpus_per_attack)
-        display = RunProgress(scenario.training.rounds, scenario.clients.count, enabled=progress)
+        # With clients.per_round, only that many clients train and evaluate in a round.
+        training_clients = min(scenario.clients.per_round or scenario.clients.count, scenario.clients.count)
+        display = RunProgress(scenario.training.rounds, training_clients, enabled=progress)
         tap = (LeakageTap(scenario, spec, data.get, pool, writer=writer, progress=display, dataset=data.images)
                if intercept else None)
         return cls(scenario=scenario, run_dir=run_dir if write else None, data=data, weights=weights, pool=pool,
-                   tap=tap, display=display, evaluate=len(data.eval_indices) >= scenario.clients.count, start=start)
+                   tap=tap, display=display, evaluate=len(data.eval_indices) >= training_clients, start=start)
 
     def finish(self) -> None:
         """Collect every attack before the ServerApp returns: Flower shuts Ray down right after.

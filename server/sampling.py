@@ -5,7 +5,8 @@ hospital it is. So this wrapper asks every node once who it is (a ``query`` mess
 partition id, as a real server knows which site a node belongs to), then lets the wrapped strategy address every
 node and keeps only the train messages for the round's draw — reproducible from (seed, round), identical on the
 simulation and the deployment engine, and the same draw the clients use for their privacy accounting.
-Evaluation still goes to every node (each holds a slice of the held-out set).
+The same clients evaluate the round's model, each on its share of the held-out set, so a federation of thousands
+sends a round's messages to ``per_round`` nodes only.
 """
 
 from __future__ import annotations
@@ -62,11 +63,8 @@ class SampledStrategy(Strategy):
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
-        if self._directory is None:
-            self._directory = client_directory(grid)
-        chosen = set(sampled_clients(self.count, self.per_round, self.seed, server_round))
-        return [m for m in messages if self._directory.get(m.metadata.dst_node_id) in chosen]
+        return self._only_sampled(self.strategy.configure_train(server_round, arrays, config, grid), server_round,
+                                  grid)
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -76,7 +74,16 @@ class SampledStrategy(Strategy):
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+        # The round's sampled clients also evaluate, each on its share of the held-out set (clients/shards.py).
+        return self._only_sampled(self.strategy.configure_evaluate(server_round, arrays, config, grid),
+                                  server_round, grid)
+
+    def _only_sampled(self, messages: Iterable[Message], server_round: int, grid: Grid) -> list[Message]:
+        messages = list(messages)
+        if self._directory is None:
+            self._directory = client_directory(grid)
+        chosen = set(sampled_clients(self.count, self.per_round, self.seed, server_round))
+        return [m for m in messages if self._directory.get(m.metadata.dst_node_id) in chosen]
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         return self.strategy.aggregate_evaluate(server_round, replies)

@@ -117,3 +117,16 @@ def test_bad_training_settings_are_one_line_naming_the_field(change: dict, field
     with pytest.raises(UserError, match=field) as error:
         parse_scenario(raw)
     assert "\n" not in str(error.value)
+
+
+def test_with_sampled_clients_the_rounds_evaluators_share_the_whole_held_out_set() -> None:
+    from fedleak.participation import sampled_clients
+
+    scenario = _scenario({"kind": "none"})
+    data = federated_data(scenario)
+    for server_round in (1, 2):
+        chosen = sampled_clients(50, 5, scenario.seed, server_round)
+        slices = [data.eval_indices_of(c, server_round) for c in range(50)]
+        assert all(len(slices[c]) == 0 for c in range(50) if c not in chosen)
+        together = np.concatenate([slices[c] for c in chosen])
+        assert sorted(together.tolist()) == sorted(data.eval_indices.tolist())
