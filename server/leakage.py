@@ -241,6 +241,8 @@ class LeakageTap(ReplyTap):
             # Who took part: with clients.per_round only a sample of the clients trains each round.
             "participants": " ".join(str(c) for c in sorted(self.ledger.clients_per_round.get(server_round, ()))),
             "eval_clients": sum(1 for r in replies if not r.has_error()),
+            # Attacks submitted but not yet scored when the round ends: the attackers' backlog.
+            "attacks_pending": self.ledger.attacks_submitted - self.ledger.attacks_finished,
             "seconds": round(seconds, 4),
         }
         if self.writer is not None:
