@@ -27,13 +27,14 @@ DPI = 110
 MAX_CLIENTS = 20
 
 
-def _new_figure() -> Figure:
-    figure = Figure(figsize=FIGURE_SIZE, dpi=DPI, layout="constrained")
+def new_figure(size: tuple[float, float] = FIGURE_SIZE) -> Figure:
+    """A figure drawn without pyplot's global state (reports are built in worker threads too)."""
+    figure = Figure(figsize=size, dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def save_figure(figure: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png")
     return path
@@ -77,7 +78,7 @@ def client_attack_plot(rows: list[Row], clients: list[ClientLeakage], path: Path
     values = {key: median(v) for key, v in psnrs.items() if v and key[0] in {c.client for c in shown}}
     if not values:
         _empty(axes, "no successful reconstruction to plot")
-        return _save(figure, path)
+        return save_figure(figure, path)
     ceiling = _finite_ceiling({"all": [(0.0, v) for v in values.values()]})
     height = 0.8 / len(attacks)
     for i, attack in enumerate(attacks):
@@ -94,7 +95,7 @@ def client_attack_plot(rows: list[Row], clients: list[ClientLeakage], path: Path
     axes.set_xlabel("median PSNR per image (dB, peak 1)" + ("; ∞ drawn at the right edge" if ceiling else ""))
     axes.grid(True, axis="x", alpha=0.3)
     axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def batch_size_plot(rows: list[Row], path: Path) -> Path | None:
@@ -109,7 +110,7 @@ def batch_size_plot(rows: list[Row], path: Path) -> Path | None:
     points = {k: pts for k, pts in sorted(points.items()) if len(pts) >= 2}
     if not points:
         return None
-    figure = _new_figure()
+    figure = new_figure()
     axes = figure.add_subplot()
     ceiling = _finite_ceiling(points)
     for key, pts in points.items():
@@ -126,7 +127,7 @@ def batch_size_plot(rows: list[Row], path: Path) -> Path | None:
     axes.set_ylabel("median PSNR per image (dB)" + ("; ∞ at top" if ceiling else ""))
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=7)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def training_plot(rows: list[Row], path: Path) -> Path:
@@ -134,7 +135,7 @@ def training_plot(rows: list[Row], path: Path) -> Path:
 
     ``loss`` is the global model's evaluation loss; ``train_loss`` (when recorded) the clients' mean training loss.
     """
-    figure = _new_figure()
+    figure = new_figure()
     axes = figure.add_subplot()
     rounds = [r for r in rows if is_number(r.get("round"))]
 
@@ -146,7 +147,7 @@ def training_plot(rows: list[Row], path: Path) -> Path:
               points("train_loss"))) if pts]
     if not accuracy and not losses:
         _empty(axes, "no training rounds recorded (rounds.csv is missing or has no accuracy/loss)")
-        return _save(figure, path)
+        return save_figure(figure, path)
     axes.set_xlabel("round")
     handles = []
     if accuracy:
@@ -167,4 +168,4 @@ def training_plot(rows: list[Row], path: Path) -> Path:
         axes.set_xticks(all_rounds)
     axes.grid(True, alpha=0.3)
     axes.legend(handles=handles, fontsize=8, loc="best")
-    return _save(figure, path)
+    return save_figure(figure, path)

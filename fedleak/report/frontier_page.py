@@ -8,36 +8,18 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from fedleak.report.figures import new_figure, save_figure
 from fedleak.report.frontier import ARMS_DIR, FRONTIER_FILE, ArmResult
 from fedleak.report.html import STYLE, esc, fmt, inline_png
+from fedleak.report.sections import DP_UNITS
 
 FRONTIER_PNG = "frontier.png"
 FIGURES_DIR = "figures"
 REPORT_FILE = "report.html"
-DPI = 110
 #: Label positions (points from the marker) taken in turn by the arms.
 LABEL_OFFSETS = [(6, 4), (6, -4), (-6, 4), (-6, -4)]
-
-UNIT_MEANING = {
-    "record": "DP-SGD's guarantee for each training image, over every round its client took part in",
-    "update": "local DP's guarantee for a client's whole update, composed over the rounds it took part in",
-}
-
-
-def _figure(size: tuple[float, float] = (6.4, 4.2)) -> Figure:
-    figure = Figure(figsize=size, dpi=DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _save(figure: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
-    return path
 
 
 def epsilon_label(arm: ArmResult) -> str:
@@ -48,13 +30,13 @@ def epsilon_label(arm: ArmResult) -> str:
 
 def frontier_plot(arms: list[ArmResult], path: Path) -> Path:
     """Final accuracy against worst-case median PSNR, one labelled point per arm (ε beside DP arms)."""
-    figure = _figure()
+    figure = new_figure((6.4, 4.2))
     axes = figure.add_subplot()
     drawn = [a for a in arms if a.final_accuracy is not None and a.worst_median_psnr is not None]
     if not drawn:
         axes.text(0.5, 0.5, "no arm has both an accuracy and a reconstruction yet", ha="center", va="center",
                   transform=axes.transAxes)
-        return _save(figure, path)
+        return save_figure(figure, path)
     finite = [a.worst_median_psnr for a in drawn if math.isfinite(a.worst_median_psnr)]
     ceiling = (max(finite) if finite else 0.0) + 10.0  # where an exact reconstruction (∞ dB) is drawn
     for i, arm in enumerate(drawn):
@@ -78,17 +60,17 @@ def frontier_plot(arms: list[ArmResult], path: Path) -> Path:
                    fontsize=9)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8, loc="best")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def curves_plot(arms: list[ArmResult], key: str, ylabel: str, path: Path) -> Path:
     """One line per arm of ``accuracy_per_round`` or ``leakage_per_round``."""
-    figure = _figure((6.4, 3.8))
+    figure = new_figure((6.4, 3.8))
     axes = figure.add_subplot()
     series = [(a.arm, getattr(a, key)) for a in arms if getattr(a, key)]
     if not series:
         axes.text(0.5, 0.5, "nothing recorded yet", ha="center", va="center", transform=axes.transAxes)
-        return _save(figure, path)
+        return save_figure(figure, path)
     finite = [y for _, pts in series for _, y in pts if math.isfinite(y)]
     ceiling = (max(finite) if finite else 0.0) + 10.0
     for name, points in series:
@@ -99,7 +81,7 @@ def curves_plot(arms: list[ArmResult], key: str, ylabel: str, path: Path) -> Pat
     axes.set_ylabel(ylabel)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _table(arms: list[ArmResult]) -> str:
@@ -135,7 +117,7 @@ def _notes(arms: list[ArmResult], missing: list[str]) -> list[str]:
     ]
     for unit in sorted({a.dp_unit for a in arms if a.dp_epsilon is not None}):
         notes.append(f"ε per {unit or '(unit not recorded)'}: the largest cumulative ε of the arm's clients at the "
-                     "end; " + UNIT_MEANING.get(unit, "the rows do not say whether it is per record or per update")
+                     "end; " + DP_UNITS.get(unit, "the rows do not say whether it is per record or per update")
                      + ".")
     notes += [f"Arm {a.arm!r} is incomplete: {a.rounds_recorded} of {a.rounds_planned} rounds recorded, so its "
               "final accuracy is not the last round's." for a in arms
