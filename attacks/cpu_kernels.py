@@ -3,7 +3,10 @@
 The loop evaluates a second-order gradient thousands of times, so per-call overhead matters. On DLG's LeNet at
 32×32×3 (one thread) an evaluation took 2.4 ms with oneDNN and 1.7 ms with the native kernels, while ResNet-18 took
 267 ms with oneDNN and 498 ms native, and 64×64 LeNet or CNN6 were about even. ``auto`` therefore times one
-evaluation both ways before the loop and keeps the faster (like cuDNN's benchmark mode on GPUs).
+evaluation both ways before the loop and keeps the faster (like cuDNN's benchmark mode on GPUs). It is an opt-in:
+the matching loop defaults to ``native``, because a choice made by timing depends on the machine's load, and with
+round-off this chaotic one image's outcome flipped from 40 dB to 6.8 dB between the two kernels (CIFAR-10
+image 11, ``dlg`` on DLG's LeNet). Whichever is used is written into the attack's diagnostics.
 
 The switch is torch's process-wide ``torch.backends.mkldnn`` flag, restored afterwards. Both kernels compute the
 same convolutions; their round-off differs, so bit-for-bit reproducibility needs a fixed choice.
@@ -31,12 +34,15 @@ def time_call(probe: Callable[[], object], repeats: int = 3) -> float:
     return best
 
 
-def pick_kernels(choice: str, probe: Callable[[], object]) -> str:
-    """Resolve ``auto`` by timing ``probe`` under both kernels; a fixed choice is returned as it is."""
+def pick_kernels(choice: str, probe: Callable[[], object] | None) -> str:
+    """Resolve ``auto`` by timing ``probe`` under both kernels; a fixed choice is returned as it is (no probe
+    needed), except ``onednn`` where torch has no oneDNN (then ``native``)."""
     if choice not in CHOICES:
         raise ValueError(f"conv_kernels must be one of {', '.join(CHOICES)}; got {choice!r}")
     if choice != "auto" or not torch.backends.mkldnn.is_available():
         return choice if torch.backends.mkldnn.is_available() else "native"
+    if probe is None:
+        raise ValueError("conv_kernels 'auto' needs a probe to time")
     timings = {}
     for kernels in ("onednn", "native"):
         with conv_kernels(kernels):

@@ -163,7 +163,7 @@ class Hybrid(Attack):
             penalty = _system_penalty(layer, system, gamma / alpha)
             start = torch.from_numpy(x0).float().unsqueeze(0)
             config = MatchConfig(
-                distance="cosine", optimizer="adam", iterations=iterations, lr=cfg.lr, tv_weight=beta / alpha,
+                distance="layer_cosine", optimizer="adam", iterations=iterations, lr=cfg.lr, tv_weight=beta / alpha,
                 parametrization="clamp" if index == 0 else "none", restarts=1, max_redraws=0,
             )
             generator = torch.Generator().manual_seed(self.seed + index)
@@ -211,6 +211,6 @@ def _objective(update, target, images, labels, penalty, tv_weight: float) -> flo
     from fedleak.attacks.priors import total_variation
 
     with torch.enable_grad():
-        value = update_distance(update(images, labels), target, "cosine")
+        value = update_distance(update(images, labels), target, "layer_cosine")
         value = value + tv_weight * total_variation(images) + penalty(images)
     return float(value.detach())

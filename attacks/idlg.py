@@ -11,6 +11,9 @@ are matched when lr and K are granted (``local_steps_mode``).
 Robustness beyond the paper (all overridable): a fresh start is drawn when an attempt diverges (non-finite
 objective or pixels) or stalls (objective still above ``stall_ratio`` × its scale after ``stall_check``
 iterations), and the loop stops once the objective falls under ``tolerance`` × its scale (see ``matching.py``).
+
+Options beyond the paper, as in ``dlg.py``: ``tv_weight`` (0 by default, as published; relative to the L2 scale),
+``max_step`` (1), ``snapshot_every`` (10) and ``conv_kernels`` (``native``).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def match_with_inferred_labels(observation: Observation, cfg, device: torch.devi
     """Infer the labels from the last layer's gradient, then match data only under them.
 
     iDLG's recipe, shared with Inverting Gradients. ``cfg`` provides ``local_steps_mode``, ``batch_size``,
-    ``label_method``, ``init`` and ``match_config()``.
+    ``label_method``, ``init``, ``tv_weight`` and ``match_config()``.
     """
     problem = matching_problem(observation, device, cfg.local_steps_mode, cfg.batch_size)
     inferred = infer_labels(
@@ -62,4 +65,4 @@ def match_with_inferred_labels(observation: Observation, cfg, device: torch.devi
         problem.update_fn, problem.target, random_init(shape, cfg.init), inferred.labels, cfg.match_config(),
         generator=generator,
     )
-    return to_reconstruction(result, problem, inferred.labels, **inferred.diagnostics())
+    return to_reconstruction(result, problem, inferred.labels, tv_weight=cfg.tv_weight, **inferred.diagnostics())

@@ -12,6 +12,11 @@ models, where the optimiser's own work used to rival the gradient evaluation:
   more builds the direction (the earlier layout read the history seven times).
 
 Same directions as torch's up to round-off; the small k×k matrices are kept in float64.
+
+One rule differs from torch: when the stored curvature pairs give a direction that is not a descent direction,
+torch ends the step, and the next step computes the same direction from the same point, so the run is stuck for
+good. Here the pairs are dropped and the step restarts from steepest descent (``resets`` counts these). Measured on
+colour LFW faces at 64 px on DLG's LeNet, where fixed-step L-BFGS used to stop "without progress" far from a match.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ import torch
 class CompactLBFGS:
     """Minimal optimiser interface: ``step(closure)``, where the closure sets ``.grad`` of every parameter."""
 
-    def __init__(self, params: list[torch.Tensor], lr: float, history: int) -> None:
-        self.params, self.lr, self.history = params, lr, history
+    def __init__(self, params: list[torch.Tensor], lr: float, history: int, max_step: float | None = None) -> None:
+        self.params, self.lr, self.history, self.max_step = params, lr, history, max_step
+        self.capped = 0
         self.n_iter, self.h_diag, self.t = 0, 1.0, lr
         size = sum(p.numel() for p in params)
         dtype, device = params[0].dtype, params[0].device
@@ -35,6 +41,7 @@ class CompactLBFGS:
         self.sy = torch.zeros(history, history, dtype=torch.float64, device=device)  # sy[a, b] = s_a · y_b
         self.yy = torch.zeros_like(self.sy)  # yy[a, b] = y_a · y_b
         self.order: list[int] = []
+        self.resets = 0
         self.d: torch.Tensor | None = None
         self.prev_g: torch.Tensor | None = None
 
@@ -105,6 +112,16 @@ class CompactLBFGS:
             sg, yg = self._store_and_project(g, pair)
             d = -self._inverse_hessian_times(g, sg, yg)
             self.t = self.lr
+        if float(g @ d) > -1e-9 and self.order:
+            # Not a descent direction: forget the curvature pairs and restart from steepest descent.
+            self.order, self.resets = [], self.resets + 1
+            d, self.h_diag = -g, 1.0
+            self.t = min(1.0, 1.0 / float(g.abs().sum())) * self.lr
+        if self.max_step is not None:
+            largest = float(d.abs().max()) * self.t
+            if largest > self.max_step:
+                # Shorten the step, not the direction: the next curvature pair is the step actually taken.
+                self.t, self.capped = self.t * self.max_step / largest, self.capped + 1
         self.prev_g, self.d = g, d
         if float(g @ d) > -1e-9:
             return

@@ -3,36 +3,57 @@
 Given an update the server observed (a gradient, or a K-step pseudo-gradient) and a differentiable way to
 produce the same kind of update from candidate inputs, optimise the candidates so the two updates agree:
 
-    min_x  D(update(x, y), target) + tv_weight * TV(x) + extra_penalty(x)
+    min_x  D(update(x, y), target) + tv_weight * s * TV(x) + extra_penalty(x)
 
-* ``D`` is the squared L2 distance summed over layers (DLG, Zhu et al. 2019, arXiv 1906.08935) or the per-layer
-  cosine distance ``1 - <u, t> / (|u| |t|)`` summed over layers (Inverting Gradients, Geiping et al. 2020,
-  arXiv 2003.14053).
+where ``s`` is the distance's reference scale for L2 (``Σ |target|²``, see below) and 1 for the cosine distances:
+the L2 objective's size differs by orders of magnitude between models and images (≈ 22 on an 8 px LeNet, 3000–4700
+on DLG's LeNet at 64 px), so an absolute weight would not carry over; cosine distances are scale-free already.
+
+* ``D`` is the squared L2 distance summed over layers (DLG, Zhu et al. 2019, arXiv 1906.08935), the cosine
+  distance ``1 - <u, t> / (|u| |t|)`` of the whole concatenated update vector (``cosine``: Inverting Gradients,
+  Geiping et al. 2020, arXiv 2003.14053, eq. 4), or that distance per layer summed over layers (``layer_cosine``:
+  the hybrid method's correction, Chen & Campbell 2022, arXiv 2210.13231).
 * Optimisers: L-BFGS as in DLG (lr 1, 20 evaluations per iteration; history 100 here, 300 in the DLG/iDLG
   attacks) or Adam as in Inverting Gradients (optionally on signed gradients, lr ×0.1 at 3/8, 5/8 and 7/8 of the
   iterations). Fixed-step L-BFGS (``lbfgs.py``) follows torch's update rules one evaluation at a time, so the stop
   checks below see every evaluation.
-* CPU speed: one torch thread and the faster of oneDNN / native convolution kernels (``cpu_kernels.py``).
+* CPU speed: one torch thread and torch's native convolution kernels (``cpu_kernels.py``; ``auto`` times both
+  kernels and is an opt-in, because a choice made by timing makes the result depend on machine load).
 * Box constraint, the ``parametrization`` option: ``none`` optimises raw pixels and leaves clamping to the end
   (what the DLG reference does; clamping inside L-BFGS would corrupt its curvature pairs); ``clamp`` projects
   onto [0, 1] after every step (Inverting Gradients); ``sigmoid`` optimises logits, pixels = sigmoid(z).
 * Labels are either fixed (class indices or distributions) or learned jointly as soft labels (DLG).
 
 Robustness, all deterministic from the caller's generator:
-* restarts: ``restarts`` independent attempts, the one with the lowest final matching objective wins;
+* restarts: ``restarts`` independent attempts, the one with the lowest final distance ``D`` wins (the gradient
+  loss alone, without TV or penalty, as Inverting Gradients scores its trials);
 * divergence: a non-finite objective or non-finite pixels abandon the attempt and a fresh start is drawn
   (at most ``max_redraws`` extra attempts); if every attempt diverges, the result is ``failed`` with a reason;
 * stalls: optionally, an attempt whose objective is still above ``stall_ratio`` × its reference scale after
   ``stall_check`` iterations is abandoned and redrawn too (L-BFGS on DLG's sigmoid LeNet sometimes sits in a
   poor basin from the start; a fresh draw usually converges);
-* early stop: when the objective falls under ``tolerance`` × its reference scale (checked at every evaluation
+* step cap (fixed-step L-BFGS): no variable moves by more than ``max_step`` (one pixel range) in one step, and
+  curvature pairs that stop giving a descent direction are dropped (``lbfgs.py``). On colour LFW faces at 64 px
+  (DLG's LeNet, 200 classes, logits with std ≈ 10) the uncapped lr-1 steps threw pixels to ±1e6…1e9, the sigmoids
+  saturated, the gradient vanished, and every attempt ended "without progress" at 0.4–1.1 of the scale;
+* early stop: when the distance ``D`` falls under ``tolerance`` × its reference scale (checked at every evaluation
   for fixed-step L-BFGS), or improves by less than ``min_improvement`` (relative) during ``patience`` iterations,
   or when the optimiser no longer moves the inputs (counted as a stall if the objective is above the stall bar).
 
 The reference scale makes thresholds independent of the model and of the start: for L2 it is ``Σ |target|²``
-(the objective of a zero update), for cosine the number of matched layers (the objective of orthogonal updates).
+(the objective of a zero update), for ``cosine`` 1 and for ``layer_cosine`` the number of matched layers (the
+distance of orthogonal updates). Stall and tolerance checks look at ``D`` alone, so a TV prior does not hide
+convergence.
+
 On DLG's LeNet (first 20 CIFAR-10 test images), an L2 objective of 1e-7 of that scale meant 27–38 dB PSNR,
-2e-8 meant 32–44 dB and 1e-8 34–50 dB: the mapping depends on the image.
+2e-8 meant 32–44 dB and 1e-8 34–50 dB: the mapping depends on the image. On colour faces at 64 px the gradient
+does not fix the image: a 12.6 dB image matched every layer to 6e-8 (see ``dlg.py``).
+
+History: the images every ``snapshot_every`` optimiser iterations (and at the start and the end), as uint8, at most
+``snapshot_limit`` of them: past the limit every other snapshot is dropped and the interval doubled, so memory
+stays bounded on long runs. An optimiser iteration is one Adam step, or one L-BFGS iteration in torch's sense (one
+gradient evaluation with the fixed step; ``iterations`` counts DLG's outer steps of ``lbfgs_inner`` of them), so a
+DLG run that converges within 10 outer steps still shows its progress.
 """
 
 from __future__ import annotations
@@ -47,27 +68,31 @@ from torch import nn
 
 from fedleak.attacks.cpu_kernels import CHOICES as KERNEL_CHOICES
 from fedleak.attacks.cpu_kernels import conv_kernels, pick_kernels
-from fedleak.attacks.lbfgs import CompactLBFGS
-from fedleak.attacks.priors import total_variation
-from fedleak.training import client_loss, simulate_local_steps
+from fedleak.attacks.matching_attempt import Attempt, reference_scale, update_distance  # noqa: F401 (re-exported)
+from fedleak.training import client_loss, simulate_epochs, simulate_local_steps
 
 #: Maps (images, labels) to an update keyed by parameter name, differentiably w.r.t. the images.
 UpdateFn = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 #: Draws a starting point from a generator (on the CPU; the loop moves it to the target's device).
 InitFn = Callable[[torch.Generator], torch.Tensor]
+DISTANCES = ("l2", "cosine", "layer_cosine")
 
 
 @dataclass
 class MatchConfig:
     """Settings of the matching loop. Defaults are DLG's (L2, L-BFGS), sized for a CPU."""
 
-    distance: Literal["l2", "cosine"] = "l2"
+    distance: Literal["l2", "cosine", "layer_cosine"] = "l2"
     optimizer: Literal["lbfgs", "adam"] = "lbfgs"
     iterations: int = 300
     lr: float = 1.0
     #: L-BFGS: inner iterations per outer iteration (torch's ``max_iter``) and curvature history length.
     lbfgs_inner: int = 20
     lbfgs_history: int = 100
+    #: Fixed-step L-BFGS: no variable moves by more than this in one step (None: no cap). One pixel range: without
+    #: a cap, DLG's lr-1 steps threw pixels to ±1e6…1e9 on 64 px colour faces, where the sigmoids saturate and the
+    #: gradient vanishes ("optimizer made no progress" far from a match).
+    max_step: float | None = 1.0
     #: L-BFGS line search: ``none`` (DLG's fixed step) or ``strong_wolfe``.
     line_search: Literal["none", "strong_wolfe"] = "none"
     #: Adam: use the sign of the gradient (Inverting Gradients) and the ×0.1 step schedule.
@@ -85,21 +110,22 @@ class MatchConfig:
     #: Abandon an attempt whose objective exceeds ``stall_ratio`` × reference after ``stall_check`` iterations.
     stall_check: int = 0
     stall_ratio: float = 1e-3
-    #: Keep a copy of the images every N iterations (0: never).
-    snapshot_every: int = 0
+    #: Keep a copy of the images every N optimiser iterations (0: never), at most ``snapshot_limit`` (see above).
+    snapshot_every: int = 10
+    snapshot_limit: int = 64
     #: With a tensor start, later attempts start from it plus Gaussian noise of this many standard deviations.
     redraw_noise: float = 0.5
     #: Torch CPU threads during the loop (restored afterwards); None keeps the process setting. One thread is the
     #: default because one evaluation of a small model is too little work to share: on a busy 2-core machine two
     #: threads made an 8×8 LeNet run six times slower. Ignored on GPU.
     cpu_threads: int | None = 1
-    #: CPU convolution kernels: ``auto`` times one evaluation with oneDNN and with torch's native kernels and keeps
-    #: the faster (native was 1.4× faster on DLG's LeNet, oneDNN 1.9× faster on ResNet-18); see ``cpu_kernels.py``.
-    conv_kernels: Literal["auto", "onednn", "native"] = "auto"
+    #: CPU convolution kernels. ``native`` (the default) was 1.4× faster than oneDNN on DLG's LeNet; ``auto`` times
+    #: one evaluation with each and keeps the faster (oneDNN was 1.9× faster on ResNet-18), an opt-in because the
+    #: choice then depends on machine load and the two kernels round differently; see ``cpu_kernels.py``.
+    conv_kernels: Literal["auto", "onednn", "native"] = "native"
 
     def __post_init__(self) -> None:
-        if self.distance not in ("l2", "cosine"):
-            raise ValueError(f"distance must be 'l2' or 'cosine', got {self.distance!r}")
+        check_choice("distance", self.distance, DISTANCES)
         if self.optimizer not in ("lbfgs", "adam"):
             raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {self.optimizer!r}")
         if self.parametrization not in ("none", "clamp", "sigmoid"):
@@ -109,13 +135,19 @@ class MatchConfig:
             raise ValueError(f"line_search must be 'none' or 'strong_wolfe', got {self.line_search!r}")
         if self.iterations < 1 or self.restarts < 1 or self.max_redraws < 0:
             raise ValueError("iterations and restarts must be >= 1 and max_redraws >= 0")
+        if self.snapshot_every < 0 or self.snapshot_limit < 2 or self.tv_weight < 0:
+            raise ValueError("snapshot_every and tv_weight must be >= 0 and snapshot_limit >= 2")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
 
 
 @dataclass
 class MatchResult:
-    """Outcome of :func:`match_gradients`: the best attempt's images and labels, plus what happened."""
+    """Outcome of :func:`match_gradients`: the best attempt's images and labels, plus what happened.
+
+    ``loss`` is the whole objective (distance + TV + penalty) of the chosen attempt, ``distance`` its ``D`` alone.
+    ``history`` holds uint8 snapshots (B×C×H×W, pixels × 255) taken at ``history_iterations``.
+    """
 
     images: torch.Tensor | None
     labels: torch.Tensor | None
@@ -124,8 +156,11 @@ class MatchResult:
     reason: str = ""
     attempts: list[dict[str, Any]] = field(default_factory=list)
     history: list[torch.Tensor] = field(default_factory=list)
-    #: The CPU convolution kernels the loop ran on (None on GPU).
+    history_iterations: list[int] = field(default_factory=list)
+    distance: float = math.inf
+    #: The CPU convolution kernels the loop ran on (None on GPU) and the setting that chose them.
     conv_kernels: str | None = None
+    conv_kernels_setting: str | None = None
 
     @property
     def diverged(self) -> int:
@@ -134,13 +169,18 @@ class MatchResult:
     def diagnostics(self) -> dict[str, Any]:
         """Summary fit for ``Reconstruction.diagnostics``."""
         return {
-            "matching_loss": self.loss,
+            "matching_loss": self.distance,
+            "objective": self.loss,
             "attempts": len(self.attempts),
             "diverged_attempts": self.diverged,
             "stalled_attempts": sum(a["outcome"] == "stalled" for a in self.attempts),
             "evaluations": sum(a["evaluations"] for a in self.attempts),
             "stop_reasons": [a["stop"] for a in self.attempts],
+            "capped_steps": sum(a.get("capped_steps", 0) for a in self.attempts),
+            "lbfgs_resets": sum(a.get("lbfgs_resets", 0) for a in self.attempts),
             "conv_kernels": self.conv_kernels,
+            "conv_kernels_setting": self.conv_kernels_setting,
+            "history_iterations": list(self.history_iterations),
         }
 
 
@@ -176,24 +216,19 @@ def local_steps_update_fn(model: nn.Module, weights: dict[str, torch.Tensor], st
     return update
 
 
-def update_distance(update: dict[str, torch.Tensor], target: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
-    """Squared L2 summed over layers, or per-layer cosine distance summed over layers."""
-    total = torch.zeros((), device=next(iter(target.values())).device)
-    for name, t in target.items():
-        u = update[name]
-        if kind == "l2":
-            total = total + (u - t).pow(2).sum()
-        else:
-            cos = (u * t).sum() / (u.norm() * t.norm() + 1e-12)
-            total = total + (1 - cos)
-    return total
+def epochs_update_fn(model: nn.Module, weights: dict[str, torch.Tensor], epochs: int, batch_size: int,
+                     lr: float) -> UpdateFn:
+    """E simulated epochs of minibatch SGD over the candidates (a fixed order, see
+    :func:`fedleak.training.simulate_epochs`), returned as the pseudo-gradient ``(w_0 - w_end) / (lr · steps)``."""
+    if epochs < 1 or batch_size < 1 or lr <= 0:
+        raise ValueError(f"epoch simulation needs epochs, batch_size >= 1 and lr > 0, got {epochs}, {batch_size}, {lr}")
+    start = {k: v.detach() for k, v in weights.items()}
 
+    def update(images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        final, steps = simulate_epochs(model, start, images, labels, epochs, batch_size, lr)
+        return {k: (start[k] - final[k]) / (lr * steps) for k in final}
 
-def reference_scale(target: dict[str, torch.Tensor], distance: str) -> float:
-    """The objective's natural scale: ``Σ |t|²`` for L2, the number of layers for cosine (never zero)."""
-    if distance == "l2":
-        return max(sum(float(t.detach().double().pow(2).sum()) for t in target.values()), 1e-30)
-    return float(len(target))
+    return update
 
 
 def match_gradients(
@@ -238,10 +273,12 @@ def match_gradients(
     try:
         if device.type != "cpu":
             return _match(update_fn, target, init, labels, config, num_classes, extra_penalty, generator, device)
-        kernels = pick_kernels(config.conv_kernels, _probe(update_fn, target, init, labels, num_classes, config))
+        # The probe is built only when timing is asked for: it draws a start, and a fixed choice times nothing.
+        probe = _probe(update_fn, target, init, labels, num_classes, config) if config.conv_kernels == "auto" else None
+        kernels = pick_kernels(config.conv_kernels, probe)
         with conv_kernels(kernels):
             result = _match(update_fn, target, init, labels, config, num_classes, extra_penalty, generator, device)
-        result.conv_kernels = kernels
+        result.conv_kernels, result.conv_kernels_setting = kernels, config.conv_kernels
         return result
     finally:
         torch.set_num_threads(previous_threads)
@@ -285,33 +322,35 @@ def _match(
     fixed_labels = labels.to(device) if labels is not None else None
 
     attempts: list[dict[str, Any]] = []
-    best: tuple[float, torch.Tensor, torch.Tensor | None, list[torch.Tensor]] | None = None
+    best: Attempt | None = None
     completed = 0
     while completed < config.restarts and len(attempts) < config.restarts + config.max_redraws:
         start = _draw_start(init, generator, len(attempts), config).to(device)
         label_logits = None
         if fixed_labels is None:
             label_logits = torch.randn(start.shape[0], num_classes, generator=generator).to(device)
-        record, images, soft, history = _run_attempt(
-            update_fn, target, start, fixed_labels, label_logits, config, extra_penalty
-        )
+        attempt = Attempt(update_fn, target, start, fixed_labels, label_logits, config, extra_penalty)
+        record = attempt.run()
         record["attempt"] = len(attempts)
         attempts.append(record)
         if record["outcome"] == "diverged":
             continue
         if record["outcome"] == "ok":
             completed += 1
-        # Stalled attempts stay candidates (they are finite), but a fresh draw is tried.
-        if best is None or record["loss"] < best[0]:
-            best = (record["loss"], images, soft, history)
+        # Stalled attempts stay candidates (they are finite), but a fresh draw is tried. The winner is chosen on
+        # the distance alone: a prior or penalty must not decide which start matched the update best.
+        if best is None or record["loss"] < best.record["loss"]:
+            best = attempt
 
     if best is None:
         reasons = "; ".join(a["stop"] for a in attempts)
         return MatchResult(None, None, math.inf, "failed", f"all {len(attempts)} attempts diverged ({reasons})",
                            attempts=attempts)
-    loss, images, soft, history = best
-    out_labels = fixed_labels if fixed_labels is not None else soft
-    return MatchResult(images, out_labels, loss, attempts=attempts, history=history)
+    out_labels = fixed_labels if fixed_labels is not None else best.soft_labels()
+    return MatchResult(best.images(), out_labels, best.record["objective"], attempts=attempts,
+                       history=best.snapshots.images, history_iterations=best.snapshots.iterations,
+                       distance=best.record["loss"])
+
 
 
 def _draw_start(init: torch.Tensor | InitFn, generator: torch.Generator, attempt: int, config: MatchConfig):
@@ -322,139 +361,6 @@ def _draw_start(init: torch.Tensor | InitFn, generator: torch.Generator, attempt
         return base.clone()
     scale = config.redraw_noise * (float(base.std()) if base.numel() > 1 else 1.0) or config.redraw_noise
     return base + scale * torch.randn(base.shape, generator=generator)
-
-
-def _to_variable(start: torch.Tensor, parametrization: str) -> torch.Tensor:
-    if parametrization == "sigmoid":
-        start = torch.logit(start.clamp(1e-4, 1 - 1e-4))
-    elif parametrization == "clamp":
-        start = start.clamp(0, 1)
-    return start.contiguous().requires_grad_(True)
-
-
-def _images(variable: torch.Tensor, parametrization: str) -> torch.Tensor:
-    return torch.sigmoid(variable) if parametrization == "sigmoid" else variable
-
-
-def _run_attempt(
-    update_fn: UpdateFn,
-    target: dict[str, torch.Tensor],
-    start: torch.Tensor,
-    fixed_labels: torch.Tensor | None,
-    label_logits: torch.Tensor | None,
-    config: MatchConfig,
-    extra_penalty: Callable[[torch.Tensor], torch.Tensor] | None,
-) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
-    """One attempt from one start. Returns (record, images, soft labels or None, snapshots)."""
-    variable = _to_variable(start, config.parametrization)
-    variables = [variable]
-    if label_logits is not None:
-        label_logits = label_logits.contiguous().requires_grad_(True)
-        variables.append(label_logits)
-    evaluations = 0
-    last = math.inf
-
-    def objective() -> torch.Tensor:
-        images = _images(variable, config.parametrization)
-        labels = fixed_labels if label_logits is None else torch.softmax(label_logits, dim=-1)
-        value = update_distance(update_fn(images, labels), target, config.distance)
-        if config.tv_weight:
-            value = value + config.tv_weight * total_variation(images)
-        if extra_penalty is not None:
-            value = value + extra_penalty(images)
-        return value
-
-    def closure() -> torch.Tensor:
-        nonlocal evaluations, last
-        evaluations += 1
-        value = objective()
-        grads = torch.autograd.grad(value, variables)
-        for var, grad in zip(variables, grads, strict=True):
-            var.grad = grad.sign() if config.signed_gradients else grad
-        last = float(value.detach())
-        return value.detach()
-
-    optimizer, scheduler = _make_optimizer(variables, config)
-    # Fixed-step L-BFGS runs one evaluation per torch step: its state (history, direction) persists between steps,
-    # so ``lbfgs_inner`` one-evaluation steps follow exactly the path of one ``max_iter=lbfgs_inner`` step, but the
-    # stop and divergence checks see every evaluation instead of every ``lbfgs_inner``-th.
-    per_evaluation = config.optimizer == "lbfgs" and config.line_search == "none"
-    sub_steps = config.lbfgs_inner if per_evaluation else 1
-    history: list[torch.Tensor] = []
-    reference = reference_scale(target, config.distance)
-    best_seen, best_at = math.inf, 0
-    stop, outcome, done = "max_iterations", "ok", 0
-
-    def step_checks() -> tuple[str, str] | None:
-        if not math.isfinite(last) or not torch.isfinite(variable).all():
-            return f"non-finite objective or pixels at iteration {done}", "diverged"
-        if config.tolerance and last <= config.tolerance * reference:
-            return f"converged at iteration {done} (evaluation {evaluations})", "ok"
-        return None
-
-    for it in range(config.iterations):
-        done = it + 1
-        ended = None
-        for _ in range(sub_steps):
-            before = [v.detach().clone() for v in variables]
-            optimizer.step(closure)
-            if scheduler is not None:
-                scheduler.step()
-            if config.parametrization == "clamp":
-                with torch.no_grad():
-                    variable.clamp_(0, 1)
-            ended = step_checks()
-            if ended is None and all(torch.equal(b, v) for b, v in zip(before, variables, strict=True)):
-                # L-BFGS returns without moving once its gradient or its step is negligible: nothing more to gain.
-                # Stuck above the stall bar counts as a stall (a fresh draw may do better).
-                stuck = bool(config.stall_check) and last > config.stall_ratio * reference
-                ended = f"optimizer made no progress at iteration {done}", "stalled" if stuck else "ok"
-            if ended is not None:
-                break
-        diverged = ended is not None and ended[1] == "diverged"
-        if config.snapshot_every and done % config.snapshot_every == 0 and not diverged:
-            history.append(_images(variable, config.parametrization).detach().cpu().clone())
-        if ended is not None:
-            stop, outcome = ended
-            break
-        if config.stall_check and done == config.stall_check and last > config.stall_ratio * reference:
-            stop, outcome = f"stalled at iteration {done} (objective {last / reference:.2g} of scale)", "stalled"
-            break
-        if last < best_seen * (1 - config.min_improvement):
-            best_seen, best_at = last, done
-        elif config.patience and done - best_at >= config.patience:
-            stop = f"plateau at iteration {done}"
-            break
-
-    final = math.inf
-    if outcome != "diverged":
-        # The optimiser's last step moved the variables after its last evaluation: score where they are now.
-        with torch.enable_grad():
-            final = float(objective().detach())
-        if not math.isfinite(final):
-            stop, outcome = f"non-finite objective after iteration {done}", "diverged"
-    images = _images(variable, config.parametrization).detach()
-    soft = torch.softmax(label_logits, dim=-1).detach() if label_logits is not None else None
-    record = {"outcome": outcome, "stop": stop, "iterations": done, "evaluations": evaluations, "loss": final}
-    return record, images, soft, history
-
-
-def _make_optimizer(variables: list[torch.Tensor], config: MatchConfig):
-    if config.optimizer == "lbfgs" and config.line_search == "none":
-        return CompactLBFGS(variables, config.lr, config.lbfgs_history), None
-    if config.optimizer == "lbfgs":
-        line_search = None if config.line_search == "none" else config.line_search
-        optimizer = torch.optim.LBFGS(
-            variables, lr=config.lr, max_iter=config.lbfgs_inner,
-            history_size=config.lbfgs_history, line_search_fn=line_search,
-        )
-        return optimizer, None
-    optimizer = torch.optim.Adam(variables, lr=config.lr)
-    scheduler = None
-    if config.lr_schedule:
-        milestones = sorted({max(1, int(config.iterations * f)) for f in (3 / 8, 5 / 8, 7 / 8)})
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
-    return optimizer, scheduler
 
 
 def check_choice(field_name: str, value: object, choices: tuple[str, ...]) -> None:

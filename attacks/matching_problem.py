@@ -18,6 +18,7 @@ from fedleak.attacks.matching import (
     InitFn,
     MatchResult,
     UpdateFn,
+    epochs_update_fn,
     gradient_update_fn,
     local_steps_update_fn,
 )
@@ -68,6 +69,8 @@ def matching_problem(
             batch_size, notes["batch_size_assumed"] = 1, True
     mode = "gradient"
     update_fn = gradient_update_fn(model, list(target))
+    if observation.kind == "epochs":
+        return _epochs_problem(observation, model, target, local_steps_mode, device, notes)
     if observation.kind == "local_steps":
         lr, steps = observation.metadata.get("lr"), observation.metadata.get("local_steps")
         granted = lr is not None and steps is not None
@@ -81,6 +84,29 @@ def matching_problem(
             mode = "pseudo_gradient"
     shape = (spec.in_channels, spec.image_size, spec.image_size)
     return MatchingProblem(model, update_fn, target, int(batch_size), shape, spec.num_classes, mode, notes)
+
+
+def _epochs_problem(observation: Observation, model: nn.Module, target: dict[str, torch.Tensor], mode_setting: str,
+                    device: torch.device, notes: dict[str, Any]) -> MatchingProblem:
+    """An epoch update: the n images to reconstruct are every image the client trained on (num-examples, which a
+    FedAvg server always sees). With lr, E and B granted, ``auto``/``simulate`` differentiate through E simulated
+    epochs of minibatch SGD in one fixed order (the plain simulation; the client's shuffles are unknown);
+    otherwise the observed pseudo-gradient is matched as one gradient of all n images."""
+    meta = observation.metadata
+    n = int(meta["num_examples"])
+    lr, epochs, batch_size = meta.get("lr"), meta.get("local_epochs"), meta.get("batch_size")
+    granted = None not in (lr, epochs, batch_size)
+    if mode_setting == "simulate" and not granted:
+        raise ValueError("local_steps_mode 'simulate' needs the client's lr, local_epochs and batch_size (grants)")
+    if granted and mode_setting in ("auto", "simulate"):
+        weights = {k: observation.global_weights[k].to(device) for k in target}
+        update_fn = epochs_update_fn(model, weights, int(epochs), int(batch_size), float(lr))
+        mode = "simulate_epochs"
+    else:
+        update_fn, mode = gradient_update_fn(model, list(target)), "pseudo_gradient"
+    spec = observation.model
+    shape = (spec.in_channels, spec.image_size, spec.image_size)
+    return MatchingProblem(model, update_fn, target, n, shape, spec.num_classes, mode, notes)
 
 
 def random_init(shape: tuple[int, ...], kind: Literal["normal", "uniform", "gray"]) -> InitFn:
@@ -105,5 +131,6 @@ def to_reconstruction(result: MatchResult, problem: MatchingProblem, labels: tor
     if result.status == "failed" or result.images is None:
         return Reconstruction(None, labels=labels, status="failed", reason=result.reason, diagnostics=diag)
     images = result.images.detach().float().cpu().clamp(0, 1)
-    history = [h.float().clamp(0, 1) for h in result.history]
+    # Snapshots are kept as uint8 during the loop (bounded memory); the figure wants pixels in [0, 1].
+    history = [h.float() / 255 if h.dtype == torch.uint8 else h.float().clamp(0, 1) for h in result.history]
     return Reconstruction(images, labels=labels, diagnostics=diag, history=history)

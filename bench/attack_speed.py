@@ -1,7 +1,11 @@
 """Speed of fedleak's ``dlg`` and ``idlg`` against a plain reference DLG loop, side by side in one process.
 
-    python bench/attack_speed.py                      # CIFAR-10 test images 0-4 on DLG's LeNet
-    python bench/attack_speed.py --images 1 2 --out runs/bench-speed.json
+    python bench/attack_speed.py                      # held-out CIFAR-10 test images 100-104 on DLG's LeNet
+    python bench/attack_speed.py --images 101 102 --out runs/bench-speed.json
+    python bench/attack_speed.py --set cifar10-tuning --images 0 1 2 3 4    # the images the settings were tuned on
+
+Images come from ``image_sets.py`` (``--set``, default the held-out CIFAR-10 images; ``--images`` are dataset
+indices within the set, default its first five).
 
 The baseline is the loop of the DLG paper (Zhu et al. 2019, arXiv 1906.08935), written here from its description:
 random normal dummy image and dummy label logits, L-BFGS with torch's defaults (lr 1, 20 inner iterations,
@@ -30,11 +34,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from bench_io import write_json
+from image_sets import SETS
 
 from fedleak.attacks import get_attack
 from fedleak.attacks.cpu_kernels import conv_kernels
-from fedleak.config.schema import DataConfig
-from fedleak.data import load_images
 from fedleak.metrics import psnr
 from fedleak.observe import observe
 from fedleak.training import batch_gradient
@@ -95,22 +98,27 @@ def fedleak_attack(name: str, spec: ModelSpec, model: torch.nn.Module, truth: to
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="CIFAR-10 test indices")
+    parser.add_argument("--set", default="cifar10-heldout", choices=sorted(SETS), help="images (image_sets.py)")
+    parser.add_argument("--images", type=int, nargs="+", help="dataset indices within --set (default: its first 5)")
     parser.add_argument("--baseline-threads", type=int, nargs="+", default=[1],
                         help="thread counts for the baseline runs; 0 = torch's default (default: 1)")
     parser.add_argument("--baseline-kernels", nargs="+", default=["onednn"], choices=["onednn", "native"],
                         help="CPU convolution kernels for the baseline runs (default: torch's default, onednn)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    image_set = load_images(DataConfig(dataset="cifar10", split="test"))
+    bench_set = SETS[args.set]
+    args.images = args.images or list(bench_set.indices[:5])
+    unknown = sorted(set(args.images) - set(bench_set.indices))
+    if unknown:
+        parser.error(f"--images {unknown} are not in {bench_set.name} ({bench_set.indices[0]}–{bench_set.indices[-1]})")
     default_threads = torch.get_num_threads()
     baselines = [f"baseline ({n or default_threads} thread{'s' if (n or default_threads) > 1 else ''}, {kernels})"
                  for n in args.baseline_threads for kernels in args.baseline_kernels]
     methods = [*baselines, "fedleak dlg", "fedleak idlg"]
     rows: list[dict[str, Any]] = []
     for index in args.images:
-        truth, labels = image_set.get([index])
-        spec = ModelSpec("lenet", 3, 32, 10)
+        truth, labels, _, num_classes = bench_set.load(1, bench_set.indices.index(index))
+        spec = ModelSpec("lenet", truth.shape[1], truth.shape[-1], num_classes)
         torch.manual_seed(index)
         model = spec.build()
         target = [g.detach() for g in batch_gradient(model, truth, labels).values()]
@@ -118,7 +126,7 @@ def main() -> None:
             if method.startswith("baseline"):
                 torch.set_num_threads(int(method.split("(")[1].split()[0]))
                 with conv_kernels(method.rstrip(")").split()[-1]):
-                    row = reference_dlg(model, target, truth, 10, seed=index)
+                    row = reference_dlg(model, target, truth, num_classes, seed=index)
                 torch.set_num_threads(default_threads)
             else:
                 row = fedleak_attack(method.split()[-1], spec, model, truth, labels, seed=index)

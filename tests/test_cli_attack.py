@@ -16,7 +16,7 @@ from fedleak.cli.attack import SHORTHANDS
 from fedleak.cli.main import main
 from fedleak.metrics import score_batch
 from fedleak.models import MODELS
-from fedleak.report.single import history_in_true_order
+from fedleak.report.single import history_in_true_order, write_history
 from fedleak.types import Observation, Reconstruction
 
 #: A model each attack is known to work with (its paper's setting) and the victim, on bundled MNIST test digits.
@@ -27,9 +27,12 @@ KNOWN_GOOD: dict[str, tuple[str, list[str]]] = {
     "ig": ("lenet", ["--index", "0"]),
     "inverting_gradients": ("lenet", ["--index", "0"]),
     "linear": ("linreg", ["--indices", "0", "1"]),
+    "cpa": ("mlp", ["--indices", "0", "1", "2", "3"]),
     "rconv": ("rconv-lenet", ["--index", "0", "--image-size", "16"]),
     "rgap": ("cnn6", ["--index", "0"]),
     "hybrid": ("cnn6", ["--index", "0"]),
+    "fedavg": ("lenet", ["--indices", "0", "1", "--update", "epochs", "--epochs", "2", "--batch-size", "1",
+                         "--lr", "0.01"]),
 }
 TINY_ITERATIONS = "1"
 
@@ -157,6 +160,33 @@ def test_failed_attack_still_writes_every_file(probe, tmp_path: Path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["status"] == "failed" and metrics["reason"] == "nothing to see" and metrics["psnr"] is None
     assert all((tmp_path / name).is_file() for name in ("target.png", "recon.png", "history.png"))
+
+
+def test_dlg_with_no_extra_flags_writes_its_history_figure(tmp_path: Path):
+    assert run_cli("--attack", "dlg", *BASE, "--index", "0", "--out", str(tmp_path)) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    history = metrics["history"]
+    assert history["snapshots"] >= 10 and len(history["iterations"]) == history["snapshots"]
+    assert history["iterations"][0] == 0 and history["iterations"] == sorted(history["iterations"])
+    assert metrics["diagnostics"]["history_iterations"] == history["iterations"]
+    assert (tmp_path / "history.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("attack", ["dlg", "idlg", "inverting_gradients"])
+def test_tv_is_accepted_by_every_matching_attack(attack: str, tmp_path: Path):
+    assert run_cli("--attack", attack, *BASE, "--index", "0", "--iters", "2", "--tv", "0.01",
+                   "--out", str(tmp_path)) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["settings"]["params"]["tv_weight"] == 0.01 and metrics["diagnostics"]["tv_weight"] == 0.01
+
+
+def test_an_analytic_history_lists_what_each_layer_solved(tmp_path: Path):
+    layers = [{"layer": "conv1", "method": "gradient", "rank": 64, "unknowns": 64, "residual": 1e-9},
+              {"layer": "conv2", "method": "forward", "rank": 250, "unknowns": 256, "residual": 0.1}]
+    note = write_history(tmp_path / "layers.png", [], [], "rconv", {"layers": layers})
+    assert "layer by layer" in note and "2 layers" in note and (tmp_path / "layers.png").is_file()
+    note = write_history(tmp_path / "off.png", [], [], "dlg", {"history_iterations": []})
+    assert "no snapshots" in note
 
 
 def test_history_rows_follow_the_final_matching():

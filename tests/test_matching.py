@@ -103,10 +103,10 @@ def test_a_stalled_attempt_is_redrawn_but_stays_a_candidate() -> None:
     result = match_gradients(model, target, random_init((1, 1, 4, 4), "normal"), labels, config)
     assert [a["outcome"] for a in result.attempts] == ["stalled"] * 3
     assert result.status == "ok" and result.images is not None
-    assert result.loss == min(a["loss"] for a in result.attempts)
+    assert result.distance == min(a["loss"] for a in result.attempts)
 
 
-def test_restarts_keep_the_attempt_with_the_lowest_objective_and_are_deterministic() -> None:
+def test_restarts_keep_the_attempt_with_the_lowest_distance_and_are_deterministic() -> None:
     _, model, images, labels = _victim("lenet", 1, 8, 1)
     target = batch_gradient(model, images, labels)
     config = MatchConfig(distance="cosine", optimizer="adam", lr=0.1, iterations=15, restarts=3,
@@ -117,7 +117,8 @@ def test_restarts_keep_the_attempt_with_the_lowest_objective_and_are_determinist
         for _ in range(2)
     ]
     assert len(runs[0].attempts) == 3
-    assert runs[0].loss == min(a["loss"] for a in runs[0].attempts)
+    assert runs[0].distance == min(a["loss"] for a in runs[0].attempts)
+    assert runs[0].diagnostics()["matching_loss"] == runs[0].distance
     assert torch.equal(runs[0].images, runs[1].images)
     assert 0 <= float(runs[0].images.min()) and float(runs[0].images.max()) <= 1
 
@@ -136,7 +137,9 @@ def test_early_stop_snapshots_filter_and_penalty() -> None:
                              param_filter=lambda name: name.endswith("weight"), extra_penalty=penalty)
     record = result.attempts[0]
     assert record["stop"].startswith("converged") and record["iterations"] < 200
-    assert len(result.history) == record["iterations"] and seen
+    # One snapshot per L-BFGS iteration (one evaluation each with the fixed step) plus the start (iteration 0).
+    assert result.history_iterations == list(range(record["evaluations"] + 1)) and seen
+    assert len(result.history) == record["evaluations"] + 1 and result.history[0].dtype == torch.uint8
     with pytest.raises(ValueError, match="nothing to match"):
         match_gradients(model, target, images, labels, config, param_filter=lambda name: False)
 
@@ -147,7 +150,47 @@ def test_cosine_distance_ignores_scale_and_l2_scale_is_the_target_norm() -> None
     assert float(update_distance(scaled, target, "cosine")) == pytest.approx(0.0, abs=1e-6)
     zero = {k: torch.zeros_like(v) for k, v in target.items()}
     assert float(update_distance(zero, target, "l2")) == pytest.approx(reference_scale(target, "l2"))
-    assert reference_scale(target, "cosine") == 2
+    assert reference_scale(target, "cosine") == 1
+    assert reference_scale(target, "layer_cosine") == 2
+
+
+def test_cosine_is_one_similarity_over_the_whole_gradient_vector() -> None:
+    # Two tiny "layers": the first is large and agrees in direction, the second is small and orthogonal.
+    target = {"a": torch.tensor([10.0, 0.0]), "b": torch.tensor([0.0, 1.0])}
+    update = {"a": torch.tensor([10.0, 0.0]), "b": torch.tensor([1.0, 0.0])}
+    # Whole vectors u = (10, 0, 1, 0), t = (10, 0, 0, 1): cos = 100 / (sqrt(101) sqrt(101)).
+    whole = 1 - 100 / 101
+    per_layer = (1 - 1) + (1 - 0)  # the sum of per-layer cosine distances: 1.0
+    assert float(update_distance(update, target, "cosine")) == pytest.approx(whole, abs=1e-6)
+    assert float(update_distance(update, target, "layer_cosine")) == pytest.approx(per_layer, abs=1e-6)
+    assert abs(whole - per_layer) > 0.5
+
+
+def test_restarts_are_chosen_on_the_gradient_distance_not_the_prior() -> None:
+    _, model, images, labels = _victim("linreg", 1, 4, 1)
+    target = batch_gradient(model, images, labels)
+    far = torch.zeros_like(images)
+    starts = iter([images.clone(), far.clone()])  # attempt 0 starts at the truth, attempt 1 far from it
+
+    def penalty(x):  # favours the far start: the objective picks it, the distance picks the truth
+        return 100 * (x - far).pow(2).sum()
+
+    config = MatchConfig(optimizer="adam", lr=1e-6, iterations=2, restarts=2, max_redraws=0)
+    result = match_gradients(model, target, lambda generator: next(starts), labels, config, extra_penalty=penalty)
+    losses = [a["loss"] for a in result.attempts]
+    objectives = [a["objective"] for a in result.attempts]
+    assert losses.index(min(losses)) == 0 and objectives.index(min(objectives)) == 1
+    assert torch.allclose(result.images, images, atol=1e-4) and result.distance == min(losses)
+
+
+def test_snapshots_are_uint8_and_bounded() -> None:
+    _, model, images, labels = _victim("linreg", 1, 4, 1)
+    target = batch_gradient(model, images, labels)
+    config = MatchConfig(optimizer="adam", lr=0.01, iterations=100, snapshot_every=1, snapshot_limit=8)
+    result = match_gradients(model, target, random_init((1, 1, 4, 4), "gray"), labels, config)
+    assert 4 <= len(result.history) <= 8 and all(h.dtype == torch.uint8 for h in result.history)
+    steps = {b - a for a, b in zip(result.history_iterations, result.history_iterations[1:], strict=False)}
+    assert result.history_iterations[0] == 0 and result.history_iterations[-1] == 100 and max(steps) > 1
 
 
 def test_local_steps_simulation_matches_a_two_step_update() -> None:
@@ -248,5 +291,50 @@ def test_the_loop_reports_its_kernels_and_a_fixed_choice_is_reproducible() -> No
     ]
     assert results[0].diagnostics()["conv_kernels"] == "native"
     assert torch.equal(results[0].images, results[1].images)
-    auto = match_gradients(model, target, random_init((1, 1, 8, 8), "gray"), labels, MatchConfig(iterations=2))
-    assert auto.conv_kernels in ("onednn", "native")
+    assert MatchConfig().conv_kernels == "native"  # timing-based choices are an opt-in
+    auto = match_gradients(model, target, random_init((1, 1, 8, 8), "gray"), labels,
+                           MatchConfig(iterations=2, conv_kernels="auto"))
+    assert auto.conv_kernels in ("onednn", "native") and auto.diagnostics()["conv_kernels_setting"] == "auto"
+
+
+def _quadratic_closure(x: torch.Tensor, scale: torch.Tensor):
+    def closure() -> torch.Tensor:
+        value = (scale * x.pow(2)).sum()
+        (x.grad,) = torch.autograd.grad(value, [x])
+        return value.detach()
+
+    return closure
+
+
+def test_fixed_step_lbfgs_caps_each_step() -> None:
+    from fedleak.attacks.lbfgs import CompactLBFGS
+
+    # A badly scaled quadratic: the first steepest-descent steps of lr 1 overshoot by far.
+    x = torch.tensor([3.0, -2.0, 1.0], requires_grad=True)
+    scale = torch.tensor([1e4, 1.0, 1e-2])
+    optimizer = CompactLBFGS([x], lr=1.0, history=10, max_step=0.5)
+    moves = []
+    for _ in range(40):
+        before = x.detach().clone()
+        optimizer.step(_quadratic_closure(x, scale))
+        moves.append(float((x.detach() - before).abs().max()))
+    assert max(moves) <= 0.5 + 1e-6 and optimizer.capped > 0
+    assert float(x.detach().abs()[:2].max()) < 1e-2  # capped steps still converge on the well-scaled coordinates
+
+
+def test_fixed_step_lbfgs_restarts_when_its_pairs_stop_giving_descent() -> None:
+    from fedleak.attacks.lbfgs import CompactLBFGS
+
+    x = torch.tensor([1.0, 2.0], requires_grad=True)
+    scale = torch.tensor([1.0, 3.0])
+    optimizer = CompactLBFGS([x], lr=1.0, history=5)
+    for _ in range(2):
+        optimizer.step(_quadratic_closure(x, scale))
+    assert optimizer.order  # curvature pairs are stored
+    # Stand in for numerically spoiled pairs: the quasi-Newton direction points uphill.
+    optimizer._inverse_hessian_times = lambda g, sg, yg: -g
+    before = x.detach().clone()
+    optimizer.step(_quadratic_closure(x, scale))
+    assert optimizer.resets == 1 and not torch.equal(before, x.detach())
+    gradient = 2 * scale * before
+    assert float((x.detach() - before) @ gradient) < 0  # the restarted step goes downhill (steepest descent)

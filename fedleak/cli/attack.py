@@ -47,12 +47,21 @@ def add_parser(sub) -> None:
     p.add_argument("--image", type=Path, help="a single image file as the victim (needs --label)")
     p.add_argument("--label", type=int, help="class index of --image")
     p.add_argument("--iters", type=int, help="optimisation iterations (for attacks that iterate)")
-    p.add_argument("--tv", type=float, help="total-variation weight (for attacks that have one)")
+    p.add_argument("--tv", type=float,
+                   help="total-variation weight: dlg, idlg (default 0; relative to the L2 objective's scale, 1e-4 "
+                        "for 64 px colour faces) and inverting_gradients (default 1e-4, as published)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="any other attack config field, e.g. --param restarts=2 (repeatable)")
-    p.add_argument("--update", choices=["gradient", "local_steps"], default="gradient")
+    p.add_argument("--update", choices=["gradient", "local_steps", "epochs"], default="gradient",
+                   help="what the victim sends: a one-batch gradient, weights after --steps SGD steps on the batch, "
+                        "or weights after --epochs passes over the images in minibatches of --batch-size")
     p.add_argument("--steps", type=int, default=1, help="local SGD steps for --update local_steps")
-    p.add_argument("--lr", type=float, default=0.1, help="client learning rate for --update local_steps")
+    p.add_argument("--epochs", type=int, default=1, help="passes over the victim's images for --update epochs")
+    p.add_argument("--batch-size", type=int, help="minibatch size for --update epochs (default: all the images)")
+    p.add_argument("--lr", type=float, default=0.1, help="client learning rate for --update local_steps/epochs")
+    p.add_argument("--checkpoint", type=Path,
+                   help="global weights to attack at (a state_dict, e.g. a run's checkpoints/round_NNN.pt); "
+                        "default: the model's seeded initialisation")
     p.add_argument("--activation", help="relu | leaky_relu | sigmoid | tanh (default: the model's)")
     p.add_argument("--defense", metavar="KIND[,KEY=VALUE…]",
                    help="the victim's defense, as in a scenario: e.g. prune,ratio=0.5 | quantize,bits=8 | "
@@ -77,20 +86,23 @@ def run(args: argparse.Namespace) -> int:
     MODELS.get(args.model)
     params = attack_params(attack_cls, args)
     device = resolve_device(args.device)
-    images, labels, origin, num_classes = victim_batch(args)
+    images, labels, origin, num_classes, image_set = victim_batch(args)
     observation = victim_observation(args, images, labels, num_classes)
     attack = get_attack(args.attack, device=device, seed=args.seed, **params)
 
     recon = _run_with_spinner(attack, observation, f"{args.attack} on {len(images)} image(s) of {args.dataset}")
 
+    from fedleak.metrics.reference import ReferenceSet
     from fedleak.report.single import write_single_attack
 
     summary = write_single_attack(
-        args.out, recon, images, labels, success_psnr=args.success_psnr,
+        args.out, recon, images, labels, success_psnr=args.success_psnr, reference=ReferenceSet.of(image_set),
         context={
             "attack": args.attack, "params": params, "model": args.model, "activation": args.activation,
             "dataset": args.dataset, "source": origin, "indices": _indices(args), "update": args.update,
-            "local_steps": args.steps if args.update == "local_steps" else 1, "lr": args.lr,
+            "local_steps": observation.metadata.get("local_steps", args.steps if args.update == "local_steps" else 1),
+            "local_epochs": args.epochs if args.update == "epochs" else None, "lr": args.lr,
+            "checkpoint": str(args.checkpoint) if args.checkpoint else None,
             "defense": _defense_label(args.defense),
             "threat": observation.threat.model_dump(), "seed": args.seed, "device": str(device),
         },
@@ -163,8 +175,8 @@ def _indices(args: argparse.Namespace) -> list[int]:
     raise UserError("name the victim: --index I, --indices I J …, or --image FILE --label L")
 
 
-def victim_batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, str, int]:
-    """The victim's images and labels through the same loader scenarios use, its origin and label space."""
+def victim_batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, str, int, Any]:
+    """The victim's images and labels through the same loader scenarios use, its origin, label space and image set."""
     from pydantic import ValidationError
 
     from fedleak.config.schema import DataConfig
@@ -193,19 +205,20 @@ def victim_batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, 
     if bad:
         raise UserError(f"index {bad[0]} is out of range: {image_set.source} has images 0..{len(image_set) - 1}")
     images, labels = image_set.get(indices)
-    return images, labels, image_set.source, image_set.num_classes
+    return images, labels, image_set.source, image_set.num_classes, image_set
 
 
 def victim_observation(args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor, num_classes: int):
-    """Seeded model, the client's update, and the attacker's view of it."""
-    from fedleak.clients.defenses import apply_defense, noise_generator
-    from fedleak.clients.dp_sgd import dp_sgd_update
+    """Seeded (or checkpointed) model, the client's update from the one client update, and the attacker's view."""
+    import numpy as np
+
+    from fedleak.clients.defenses import noise_generator
+    from fedleak.clients.update import LocalTraining, client_update, round_batches, total_steps
     from fedleak.observe import observe
-    from fedleak.training import batch_gradient, local_steps_update
     from fedleak.types import ModelSpec, ThreatModel
 
-    if args.update == "local_steps" and (args.steps < 1 or args.lr <= 0):
-        raise UserError("--update local_steps needs --steps ≥ 1 and --lr > 0")
+    if args.update != "gradient" and (args.steps < 1 or args.epochs < 1 or args.lr <= 0):
+        raise UserError(f"--update {args.update} needs --steps ≥ 1, --epochs ≥ 1 and --lr > 0")
     spec = ModelSpec(name=args.model, in_channels=images.shape[1], image_size=images.shape[-1],
                      num_classes=num_classes, activation=args.activation)
     torch.manual_seed(args.seed)
@@ -213,17 +226,27 @@ def victim_observation(args: argparse.Namespace, images: torch.Tensor, labels: t
         model = spec.build()
     except (ValueError, TypeError) as exc:
         raise UserError(f"--model {args.model}: cannot build it for {tuple(images.shape[1:])} images: {exc}") from None
+    if args.checkpoint is not None:
+        from fedleak.server.app import load_checkpoint
+
+        if not args.checkpoint.is_file():
+            raise UserError(f"--checkpoint: no such file {args.checkpoint}")
+        load_checkpoint(model, args.checkpoint, "--checkpoint")
     defense = parse_defense(args.defense)
-    steps = 1 if args.update == "gradient" else args.steps
-    noise = noise_generator(args.seed, 0, 1)
-    if defense.kind == "dp_sgd":
-        update, _ = dp_sgd_update(model, images, labels, args.update, steps, args.lr, defense, noise)
-    elif args.update == "gradient":
-        update = apply_defense(batch_gradient(model, images, labels), defense, noise)
+    n = len(images)
+    plan = LocalTraining(args.update, args.batch_size or n, args.steps, args.epochs, args.lr)
+    # The victim's images are its whole shard; one batch of all of them, unless it trains in epochs or under
+    # DP-SGD (Poisson batches), exactly as a simulation client would.
+    if plan.kind == "epochs" or defense.kind == "dp_sgd":
+        positions = round_batches(np.arange(n), plan, args.seed, 0, 1, poisson=defense.kind == "dp_sgd")
     else:
-        trained = local_steps_update(model, images, labels, steps=steps, lr=args.lr)
-        update = apply_defense(trained, defense, noise, sent=model.state_dict())
-    metadata = {"round": 1, "client": 0, "batch_size": len(images), "local_steps": steps, "lr": args.lr}
+        positions = [np.arange(n)]
+    batches = [(images[p], labels[p]) for p in positions]
+    update, _ = client_update(model, batches, plan, defense, noise_generator(args.seed, 0, 1), n)
+    metadata = {"round": 1, "client": 0, "batch_size": plan.batch_size, "local_steps": total_steps(plan, positions),
+                "lr": args.lr}
+    if plan.kind == "epochs":
+        metadata.update(local_epochs=args.epochs, num_examples=n)
     threat = ThreatModel(labels_known=args.labels_known, local_hparams_known=not args.hparams_unknown,
                          batch_size_known=not args.batch_size_unknown)
     return observe(spec, model.state_dict(), update, args.update, threat, metadata=metadata, labels=labels)

@@ -3,6 +3,11 @@
 metrics.json holds the batch means (psnr, ssim, mse, label_accuracy, success), seconds, status, reason,
 a per-image list after one-to-one matching, what history.png shows, and the settings of the run. JSON has
 no infinity: an exact reconstruction's PSNR is written as the string ``"inf"``.
+
+history.png is DLG's figure (Zhu et al. 2019, arXiv 1906.08935, Fig. 3): the snapshots an iterative attack kept, in
+reading order, ten per row, the iteration under each (one row of cells per image of the batch). An analytic attack
+has no iterations: its figure lists what it solved layer by layer (from its ``layers`` diagnostics), or says in one
+line that it has no history.
 """
 
 from __future__ import annotations
@@ -13,15 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-from fedleak.report.figures import history_plot
-from fedleak.report.images import grid, save_png
+from fedleak.report.images import grid, save_png, to_hwc
 from fedleak.scoring import batch_score, matched_images
 from fedleak.types import Reconstruction
 
-METRIC_KEYS = ("psnr", "ssim", "mse", "label_accuracy", "success")
+METRIC_KEYS = ("psnr", "ssim", "mse", "label_accuracy", "success", "baseline_psnr", "reidentified")
 #: Diagnostics tensors larger than this are described by their shape instead of listed.
 MAX_LISTED = 256
+#: history.png: snapshots per row, and at most this many drawn (spread evenly, first and last kept).
+HISTORY_COLUMNS = 10
+HISTORY_SHOWN = 40
 
 
 def write_single_attack(
@@ -31,8 +40,12 @@ def write_single_attack(
     true_labels: torch.Tensor,
     success_psnr: float,
     context: dict[str, Any],
+    reference=None,
 ) -> str:
-    """Score the reconstruction, write the four files into ``out`` and return a one-line summary."""
+    """Score the reconstruction, write the four files into ``out`` and return a one-line summary.
+
+    ``reference`` (the dataset's :class:`~fedleak.metrics.reference.ReferenceSet`) adds baseline_psnr and reidentified.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, Any] = {key: None for key in METRIC_KEYS}
@@ -41,7 +54,7 @@ def write_single_attack(
     order: list[int] | None = None
     if recon.status == "ok":
         try:
-            score = batch_score(recon, true_images, true_labels, success_psnr)
+            score = batch_score(recon, true_images, true_labels, success_psnr, reference)
         except (ValueError, RuntimeError) as exc:
             metrics |= {"status": "failed", "reason": f"unscorable reconstruction: {exc}"}
         else:
@@ -56,10 +69,11 @@ def write_single_attack(
 
     save_png(grid([true_images]), out / "target.png")
     save_png(grid([lined_up]) if lined_up is not None else grid([true_images * 0 + 0.5]), out / "recon.png")
-    note = "" if recon.history else f"{context.get('attack', 'this attack')} records no optimisation history"
-    history_plot(history_in_true_order(recon, order), out / "history.png", note=note)
-    metrics["history"] = {"snapshots": len(recon.history), "file": "history.png",
-                          "note": note or "columns: snapshots in order; rows: images of the batch"}
+    iterations = list(recon.diagnostics.get("history_iterations") or range(len(recon.history)))
+    note = write_history(out / "history.png", history_in_true_order(recon, order), iterations,
+                         str(context.get("attack", "this attack")), recon.diagnostics)
+    metrics["history"] = {"snapshots": len(recon.history), "iterations": iterations[:len(recon.history)],
+                          "file": "history.png", "note": note}
     metrics["diagnostics"] = _json_safe(recon.diagnostics)
     metrics["settings"] = _json_safe(context)
     (out / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
@@ -76,6 +90,70 @@ def history_in_true_order(recon: Reconstruction, order: list[int] | None) -> lis
     if not order or any(len(snapshot) != size for snapshot in recon.history):
         return list(recon.history)
     return [snapshot[order] for snapshot in recon.history]
+
+
+def write_history(path: Path, snapshots: list[torch.Tensor], iterations: list[int], attack: str,
+                  diagnostics: dict[str, Any]) -> str:
+    """Draw history.png and return the one line metrics.json keeps about it."""
+    if snapshots:
+        shown = _spread(len(snapshots), HISTORY_SHOWN)
+        title = f"{attack}: {len(snapshots)} snapshots" + (f", {len(shown)} shown" if len(shown) < len(snapshots)
+                                                           else "") + " (it. = optimiser iterations)"
+        _snapshot_grid([snapshots[i] for i in shown], [iterations[i] for i in shown], path, title)
+        return f"{len(snapshots)} snapshots at iterations {iterations[0]}–{iterations[-1]}; rows: images of the batch"
+    layers = diagnostics.get("layers")
+    if isinstance(layers, list) and layers and all(isinstance(item, dict) for item in layers):
+        lines = [f"{attack} solves layer by layer (no iterations); what each layer solved:"]
+        lines += [_layer_line(item) for item in layers]
+    elif "history_iterations" in diagnostics:
+        lines = [f"{attack} kept no snapshots (snapshot_every=0, or the attack failed before its first)"]
+    else:
+        lines = [f"{attack} is solved in closed form: it has no optimisation history"]
+    figure = Figure(figsize=(7.5, 0.4 + 0.25 * len(lines)), dpi=110)
+    FigureCanvasAgg(figure)
+    figure.text(0.02, 0.95, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return lines[0] if len(lines) == 1 else f"{lines[0]} {len(lines) - 1} layers listed"
+
+
+def _layer_line(item: dict[str, Any]) -> str:
+    rank = "?" if item.get("rank") is None else item["rank"]
+    residual = item.get("residual")
+    shown = "" if not isinstance(residual, int | float) else f", residual {residual:.1e}"
+    return f"  {item.get('layer', '?')}: {item.get('method', '?')}, rank {rank} of {item.get('unknowns', '?')}{shown}"
+
+
+def _snapshot_grid(snapshots: list[torch.Tensor], iterations: list[int], path: Path, title: str) -> None:
+    """Snapshots in reading order, HISTORY_COLUMNS per band; each band has one row per image, labelled below."""
+    arrays = [to_hwc(s) for s in snapshots]
+    batch = max(len(a) for a in arrays)
+    columns = min(HISTORY_COLUMNS, len(arrays))
+    bands = -(-len(arrays) // columns)
+    figure = Figure(figsize=(1.1 * columns + 0.3, (1.1 * batch + 0.25) * bands + 0.4), dpi=110, layout="constrained")
+    FigureCanvasAgg(figure)
+    cells = figure.subplots(bands * batch, columns, squeeze=False)
+    for axes in cells.flat:
+        axes.set_axis_off()
+    for index, array in enumerate(arrays):
+        band, column = divmod(index, columns)
+        for row in range(len(array)):
+            axes = cells[band * batch + row][column]
+            axes.imshow(array[row], interpolation="nearest", vmin=0, vmax=1)
+            if row == len(array) - 1:
+                # Axis off hides labels, so the iteration is written as text under the image (DLG's "Iters=10").
+                axes.text(0.5, -0.04, f"it. {iterations[index]}", transform=axes.transAxes, ha="center", va="top",
+                          fontsize=7)
+    figure.suptitle(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+
+
+def _spread(count: int, limit: int) -> list[int]:
+    """At most ``limit`` indices spread evenly over range(count), first and last included."""
+    if count <= limit:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (limit - 1)) for i in range(limit)})
 
 
 def _summary(out: Path, metrics: dict[str, Any]) -> str:
