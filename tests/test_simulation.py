@@ -189,3 +189,15 @@ def test_epoch_run_samples_clients_accounts_their_rounds_and_writes_checkpoints(
     assert checkpoints == ["round_000.pt", "round_001.pt", "round_002.pt", "round_003.pt"]
     first, last = (torch.load(run_dir / "checkpoints" / n, weights_only=True) for n in checkpoints[::3])
     assert first.keys() == last.keys() and any(not torch.equal(first[k], last[k]) for k in first)
+
+
+def test_cli_refuses_an_out_folder_that_already_holds_a_run(tmp_path, capsys):
+    from fedleak.cli.main import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "leakage.csv").write_text("round,client\n1,0\n")
+    assert main(["simulate", str(ROOT / "scenarios" / "smoke.yaml"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "--out" in err[-1] and "already holds a run" in err[-1]
+    assert (out / "leakage.csv").read_text() == "round,client\n1,0\n"  # nothing already written is lost

@@ -41,6 +41,9 @@ def run(args) -> int:
     if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout {args.timeout:g}: give a positive number of seconds")
     run_dir = args.out or (Path(scenario.output.dir) if scenario.output.dir else default_run_dir(scenario))
+    from fedleak.cli.simulate import refuse_existing_run
+
+    refuse_existing_run(run_dir, "--out" if args.out else "output.dir")
     if (run_dir / "leakage.csv").exists() or (run_dir / "rounds.csv").exists():
         raise UserError(f"--out {run_dir}: holds a run already; name a new folder")
 

@@ -36,10 +36,19 @@ def run(args) -> int:
 
     scenario = load_scenario(args.scenario)
     run_dir = args.out or (Path(scenario.output.dir) if scenario.output.dir else default_run_dir(scenario))
+    refuse_existing_run(run_dir, "--out" if args.out else "output.dir")
     if scenario.arms:
         return _run_arms(scenario, run_dir, args)
     print(f"fedleak simulate: {scenario.name} → {run_dir}", file=sys.stderr)
     return _run_one(scenario, run_dir, args)
+
+
+def refuse_existing_run(run_dir: Path, option: str) -> None:
+    """A run directory that already holds results would mix two runs' rows: refuse it, keep what is there."""
+    held = [name for name in ("leakage.csv", "rounds.csv", "frontier.csv") if (run_dir / name).exists()]
+    if held:
+        raise UserError(f"{option} {run_dir}: already holds a run ({', '.join(held)}); choose another folder or "
+                        f"remove it")
 
 
 def _run_arms(scenario, run_dir: Path, args) -> int:
