@@ -44,8 +44,6 @@ def run(args) -> int:
     from fedleak.cli.simulate import refuse_existing_run
 
     refuse_existing_run(run_dir, "--out" if args.out else "output.dir")
-    if (run_dir / "leakage.csv").exists() or (run_dir / "rounds.csv").exists():
-        raise UserError(f"--out {run_dir}: holds a run already; name a new folder")
 
     def say(line: str) -> None:
         print(f"fedleak deploy: {line}", file=sys.stderr)
