@@ -201,3 +201,24 @@ def test_cli_refuses_an_out_folder_that_already_holds_a_run(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert "--out" in err[-1] and "already holds a run" in err[-1]
     assert (out / "leakage.csv").read_text() == "round,client\n1,0\n"  # nothing already written is lost
+
+
+@pytest.mark.slow
+def test_a_run_repeated_with_the_same_seed_gives_identical_psnrs(tmp_path, tmp_path_factory):
+    scenario = parse_scenario({
+        "name": "repeat", "seed": 5, "data": {"dataset": "mnist", "eval_fraction": 0.1},
+        "clients": {"count": 2, "overrides": [{"client": 0, "batch_size": 1}]},
+        "training": {"rounds": 2, "batch_size": 2, "lr": 0.1, "model": "lenet", "init": "paper"},
+        "attacks": [{"name": "idlg", "params": {"iterations": 15}}, {"name": "rconv"}],
+        "output": {"save_images": False},
+    })
+    tables = []
+    for attempt in ("first", "second"):
+        run_dir = tmp_path / attempt
+        result = simulate(scenario, run_dir=run_dir, executor="local", progress=False, report=False,
+                          ray_temp_dir=tmp_path_factory.mktemp("ray"))
+        assert result.ok, result.problems
+        rows = _rows(run_dir / "leakage.csv")
+        tables.append(sorted((r["round"], r["client"], r["attack"], r["status"], r["psnr_per_image"]) for r in rows))
+    assert len(tables[0]) == 8 and all(row[3] == "ok" for row in tables[0])
+    assert tables[0] == tables[1]
