@@ -27,13 +27,12 @@ import torch
 from bench_io import write_json
 
 from fedleak.attacks import get_attack
-from fedleak.clients.defenses import noise_generator
-from fedleak.clients.update import LocalTraining, client_update, round_batches, total_steps
-from fedleak.config.schema import DataConfig, NoDefense
+from fedleak.clients.update import LocalTraining
+from fedleak.clients.victim import victim_observation
+from fedleak.config.schema import DataConfig
 from fedleak.data import load_images
 from fedleak.metrics import score_batch
 from fedleak.metrics.reference import ReferenceSet
-from fedleak.observe import observe
 from fedleak.types import ModelSpec, ThreatModel
 
 LR = 0.01
@@ -48,13 +47,9 @@ def victim(image_set, n: int, batch_size: int, epochs: int, seed: int, labels_kn
     torch.manual_seed(seed)
     model = spec.build()
     plan = LocalTraining("epochs", batch_size, 1, epochs, LR)
-    positions = round_batches(np.arange(n), plan, seed, 0, 1)
-    batches = [(images[p], labels[p]) for p in positions]
-    update, _ = client_update(model, batches, plan, NoDefense(), noise_generator(seed, 0, 1), n)
-    meta = {"round": 1, "client": 0, "batch_size": batch_size, "local_steps": total_steps(plan, positions),
-            "lr": LR, "local_epochs": epochs, "num_examples": n}
-    threat = ThreatModel(labels_known=labels_known)
-    return observe(spec, model.state_dict(), update, "epochs", threat, metadata=meta, labels=labels), images, labels
+    observation, _ = victim_observation(spec, model, images, labels, plan, seed=seed,
+                                        threat=ThreatModel(labels_known=labels_known))
+    return observation, images, labels
 
 
 def _attack_in_child(name: str, params: dict[str, Any], observation, pipe) -> None:

@@ -9,12 +9,11 @@ import torch
 
 from fedleak.attacks import get_attack
 from fedleak.attacks.fedavg import EpochPlan, assign_copies, epoch_copies_update_fn, label_orders
-from fedleak.clients.defenses import noise_generator
-from fedleak.clients.update import LocalTraining, client_update, round_batches, total_steps
-from fedleak.config.schema import DataConfig, NoDefense
+from fedleak.clients.update import LocalTraining
+from fedleak.clients.victim import victim_observation
+from fedleak.config.schema import DataConfig
 from fedleak.data import load_images
 from fedleak.metrics import psnr, score_batch
-from fedleak.observe import observe
 from fedleak.types import ModelSpec, Observation, ThreatModel
 
 #: The client's seed: with it, the two epochs visit the two images in different orders ([0, 1] then [1, 0]), which
@@ -33,14 +32,8 @@ def epoch_victim(indices: list[int], epochs: int, batch_size: int, threat: Threa
     spec = ModelSpec("lenet", 1, images.shape[-1], image_set.num_classes, "sigmoid")
     torch.manual_seed(seed)
     model = spec.build()
-    n = len(indices)
     plan = LocalTraining("epochs", batch_size, 1, epochs, LR)
-    positions = round_batches(np.arange(n), plan, seed, 0, 1)
-    batches = [(images[p], labels[p]) for p in positions]
-    update, _ = client_update(model, batches, plan, NoDefense(), noise_generator(seed, 0, 1), n)
-    meta = {"round": 1, "client": 0, "batch_size": batch_size, "local_steps": total_steps(plan, positions),
-            "lr": LR, "local_epochs": epochs, "num_examples": n}
-    observation = observe(spec, model.state_dict(), update, "epochs", threat or ThreatModel(), metadata=meta)
+    observation, positions = victim_observation(spec, model, images, labels, plan, seed=seed, threat=threat)
     return observation, images, labels, positions
 
 

@@ -210,11 +210,8 @@ def victim_batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, 
 
 def victim_observation(args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor, num_classes: int):
     """Seeded (or checkpointed) model, the client's update from the one client update, and the attacker's view."""
-    import numpy as np
-
-    from fedleak.clients.defenses import noise_generator
-    from fedleak.clients.update import LocalTraining, client_update, round_batches, total_steps
-    from fedleak.observe import observe
+    from fedleak.clients.update import LocalTraining
+    from fedleak.clients.victim import victim_observation as server_view
     from fedleak.types import ModelSpec, ThreatModel
 
     if args.update != "gradient" and (args.steps < 1 or args.epochs < 1 or args.lr <= 0):
@@ -232,24 +229,12 @@ def victim_observation(args: argparse.Namespace, images: torch.Tensor, labels: t
         if not args.checkpoint.is_file():
             raise UserError(f"--checkpoint: no such file {args.checkpoint}")
         load_checkpoint(model, args.checkpoint, "--checkpoint")
-    defense = parse_defense(args.defense)
-    n = len(images)
-    plan = LocalTraining(args.update, args.batch_size or n, args.steps, args.epochs, args.lr)
-    # The victim's images are its whole shard; one batch of all of them, unless it trains in epochs or under
-    # DP-SGD (Poisson batches), exactly as a simulation client would.
-    if plan.kind == "epochs" or defense.kind == "dp_sgd":
-        positions = round_batches(np.arange(n), plan, args.seed, 0, 1, poisson=defense.kind == "dp_sgd")
-    else:
-        positions = [np.arange(n)]
-    batches = [(images[p], labels[p]) for p in positions]
-    update, _ = client_update(model, batches, plan, defense, noise_generator(args.seed, 0, 1), n)
-    metadata = {"round": 1, "client": 0, "batch_size": plan.batch_size, "local_steps": total_steps(plan, positions),
-                "lr": args.lr}
-    if plan.kind == "epochs":
-        metadata.update(local_epochs=args.epochs, num_examples=n)
+    plan = LocalTraining(args.update, args.batch_size or len(images), args.steps, args.epochs, args.lr)
     threat = ThreatModel(labels_known=args.labels_known, local_hparams_known=not args.hparams_unknown,
                          batch_size_known=not args.batch_size_unknown)
-    return observe(spec, model.state_dict(), update, args.update, threat, metadata=metadata, labels=labels)
+    observation, _ = server_view(spec, model, images, labels, plan, defense=parse_defense(args.defense),
+                                 seed=args.seed, threat=threat)
+    return observation
 
 
 def parse_defense(text: str | None):
