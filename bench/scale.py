@@ -73,8 +73,9 @@ def in_child(registered: int, rounds: int, attacks: bool) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def pool_ratio(jobs: int, repeats: int) -> dict:
-    """Attacks per second on Ray pools of 1 and 2 workers, on the same R-CONV jobs, alternating."""
+def pool_ratio(jobs: int, repeats: int, address: str | None = None) -> dict:
+    """Attacks per second on Ray pools of 1 and 2 workers, on the same R-CONV jobs, alternating; on the Ray
+    cluster at ``address`` when given (it must offer the ``fedleak_attacker`` resource), else a private one."""
     import torch
 
     from fedleak.config.schema import AttackConfig
@@ -95,8 +96,9 @@ def pool_ratio(jobs: int, repeats: int) -> dict:
     rates: dict[int, list[float]] = {1: [], 2: []}
     for _ in range(repeats):
         for workers in (1, 2):
+            init = {"address": address} if address else {"include_dashboard": False}
             pool = RayPoolExecutor(workers=workers, timeout_s=300, max_in_flight=jobs, resource="fedleak_attacker",
-                                   ray_init_args={"include_dashboard": False})
+                                   ray_init_args=init)
             try:
                 pool.submit(observations[0], attack, None)  # start the actors before the clock
                 pool.drain()
@@ -108,7 +110,8 @@ def pool_ratio(jobs: int, repeats: int) -> dict:
             finally:
                 pool.close()
     one, two = statistics.median(rates[1]), statistics.median(rates[2])
-    return {"jobs": jobs, "repeats": repeats, "attacks_per_s_1": one, "attacks_per_s_2": two, "ratio": two / one}
+    return {"jobs": jobs, "repeats": repeats, "address": address, "attacks_per_s_1": one, "attacks_per_s_2": two,
+            "ratio": two / one}
 
 
 def main() -> None:
@@ -118,6 +121,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--pool-only", action="store_true", help="measure the attacker pool only")
+    parser.add_argument("--address", help="measure the pool on this Ray cluster (HOST:PORT) instead of a private one")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
     args = parser.parse_args()
     from bench_io import write_json
@@ -130,7 +134,7 @@ def main() -> None:
             print(f"{registered:5d} registered, attacks {'on ' if attacks else 'off'}: round 1 "
                   f"{run['first_round_s']:.1f} s, then median {run['median_round_s']:.2f} s/round, backlog per round "
                   f"{run['backlog']}, driver peak {run['peak_rss_mib']:.0f} MiB, ok={run['ok']}")
-    pool = pool_ratio(args.jobs, args.repeats)
+    pool = pool_ratio(args.jobs, args.repeats, args.address)
     print(f"attacker pool: {pool['attacks_per_s_1']:.2f} attacks/s with 1 worker, {pool['attacks_per_s_2']:.2f} with 2 "
           f"→ ratio {pool['ratio']:.2f}")
     write_json(args.out, {"runs": runs, "pool": pool})

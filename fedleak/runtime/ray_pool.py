@@ -113,7 +113,8 @@ class RayPoolExecutor(AttackExecutor):
             return
         if not ray.is_initialized():
             own = {"logging_level": "ERROR", "log_to_driver": False}
-            if self.resource:
+            if self.resource and "address" not in self.ray_init_args:
+                # A Ray of our own offers the attackers' resource; a cluster's nodes declare theirs themselves.
                 own["resources"] = {self.resource: self.workers}
             ray.init(**{**own, **self.ray_init_args})
             self._owns_ray = True
