@@ -9,11 +9,11 @@ from fedleak.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fedleak.cli import attack, audit, deploy, models, report, simulate, validate
+    from fedleak.cli import attack, audit, deploy, models, report, reproduce, simulate, validate
 
     parser = argparse.ArgumentParser(prog="fedleak", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (validate, models, audit, attack, simulate, deploy, report):
+    for module in (validate, models, audit, attack, simulate, deploy, report, reproduce):
         module.add_parser(sub)
     return parser
 

@@ -1,0 +1,6 @@
+"""``fedleak reproduce``: the source papers' experiments, one entry each, with the paper's figure beside ours."""
+
+from fedleak.reproduce import idlg_table  # noqa: F401  (registers its entry)
+from fedleak.reproduce.base import ENTRIES, Entry, Measured, PaperFigure, register_entry, reproduce, write_table
+
+__all__ = ["ENTRIES", "Entry", "Measured", "PaperFigure", "register_entry", "reproduce", "write_table"]
