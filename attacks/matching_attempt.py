@@ -1,23 +1,21 @@
 """One attempt of the gradient-matching loop (``matching.py``): the variables, the objective, the optimiser, the stop
 rules and the snapshots, plus the distances between updates.
 
-Split from ``matching.py`` so each file reads on its own: ``matching.py`` holds the settings, the restarts and
-redraws, this file what happens from one start. The rules are documented in ``matching.py``'s docstring.
+Split from ``matching.py`` so each file reads on its own: ``match_config.py`` holds the settings, ``matching.py``
+the restarts and redraws, this file what happens from one start. The rules are in ``matching.py``'s docstring.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from fedleak.attacks.lbfgs import CompactLBFGS
+from fedleak.attacks.match_config import MatchConfig, UpdateFn
 from fedleak.attacks.priors import total_variation
-
-if TYPE_CHECKING:
-    from fedleak.attacks.matching import MatchConfig, UpdateFn
 
 
 def update_distance(update: dict[str, torch.Tensor], target: dict[str, torch.Tensor], kind: str) -> torch.Tensor:

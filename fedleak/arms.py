@@ -3,7 +3,7 @@
 Every arm keeps the scenario's seed, data, model and attack schedule and sets its own defense for every client
 (plus any training fields it overrides). Each runs through the single-run path into ``arms/<name>/``, a full run
 directory that ``fedleak report`` rebuilds on its own; the comparison on top (frontier.csv, frontier.png,
-report.html) is derived from those directories by :func:`fedleak.report.frontier.build_frontier`.
+report.html) is derived from those directories by :func:`fedleak.report.frontier_page.build_frontier`.
 
 Arms run one after another: each is a whole Flower simulation, which starts and stops Ray itself.
 """

@@ -13,7 +13,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from fedleak.report import build_report
-    from fedleak.report.frontier import build_frontier, is_arms_run
+    from fedleak.report.frontier import is_arms_run
+    from fedleak.report.frontier_page import build_frontier
 
     # A run with arms: each arm's own report, then the comparison on top.
     path = build_frontier(args.run_dir, rebuild_arms=True) if is_arms_run(args.run_dir) else build_report(args.run_dir)

@@ -54,7 +54,7 @@ def refuse_existing_run(run_dir: Path, option: str) -> None:
 def _run_arms(scenario, run_dir: Path, args) -> int:
     """One run per arm, in order; the frontier is written even when an arm failed or Ctrl-C stopped the run."""
     from fedleak.arms import plan, write_top
-    from fedleak.report.frontier import build_frontier
+    from fedleak.report.frontier_page import build_frontier
 
     arms = plan(scenario, run_dir)
     write_top(scenario, run_dir)

@@ -206,22 +206,3 @@ def _cell(value: Any) -> Any:
     if value is None:
         return ""
     return f"{value:.6g}" if isinstance(value, float) else value
-
-
-def build_frontier(run_dir: Path, rebuild_arms: bool = False) -> Path:
-    """Write frontier.csv, frontier.png, figures/ and report.html at the top of a run with arms.
-
-    ``rebuild_arms`` first rebuilds each arm's own report (``fedleak report`` on the top folder).
-    """
-    from fedleak.report.frontier_page import write_page
-
-    run_dir = Path(run_dir)
-    names = arm_names(run_dir)
-    if rebuild_arms:
-        from fedleak.report.build import build_report
-
-        for name in names:
-            build_report(run_dir / ARMS_DIR / name)
-    arms = [read_arm(run_dir / ARMS_DIR / name) for name in names]
-    write_frontier(run_dir / FRONTIER_FILE, arms)
-    return write_page(run_dir, arms, missing_arms(run_dir))

@@ -11,7 +11,15 @@ from pathlib import Path
 from matplotlib.ticker import MaxNLocator
 
 from fedleak.report.figures import new_figure, save_figure
-from fedleak.report.frontier import ARMS_DIR, FRONTIER_FILE, ArmResult
+from fedleak.report.frontier import (
+    ARMS_DIR,
+    FRONTIER_FILE,
+    ArmResult,
+    arm_names,
+    missing_arms,
+    read_arm,
+    write_frontier,
+)
 from fedleak.report.html import STYLE, esc, fmt, inline_png
 from fedleak.report.sections import DP_UNITS
 
@@ -149,3 +157,20 @@ def write_page(run_dir: Path, arms: list[ArmResult], missing: list[str]) -> Path
     path = run_dir / REPORT_FILE
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def build_frontier(run_dir: Path, rebuild_arms: bool = False) -> Path:
+    """Write frontier.csv, frontier.png, figures/ and report.html at the top of a run with arms.
+
+    ``rebuild_arms`` first rebuilds each arm's own report (``fedleak report`` on the top folder).
+    """
+    run_dir = Path(run_dir)
+    names = arm_names(run_dir)
+    if rebuild_arms:
+        from fedleak.report.build import build_report
+
+        for name in names:
+            build_report(run_dir / ARMS_DIR / name)
+    arms = [read_arm(run_dir / ARMS_DIR / name) for name in names]
+    write_frontier(run_dir / FRONTIER_FILE, arms)
+    return write_page(run_dir, arms, missing_arms(run_dir))
