@@ -15,7 +15,6 @@ client). Nothing here is stored anywhere else: every number is derived from leak
 from __future__ import annotations
 
 import csv
-import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 import yaml
 
 from fedleak.report.tables import Row, is_number, read_leakage, read_rounds
+from fedleak.report.worst import worst_images
 from fedleak.report.writer import LEAKAGE_FILE, ROUNDS_FILE, SCENARIO_FILE
 
 ARMS_DIR = "arms"
@@ -57,38 +57,13 @@ class ArmResult:
         return {key: getattr(self, key) for key in FRONTIER_COLUMNS}
 
 
-def image_values(row: Row) -> list[float | None]:
-    """One entry per true image of the row, in order: its PSNR, or None where it was not matched ('-')."""
-    values: list[float | None] = []
-    for token in str(row.get("psnr_per_image") or "").split():
-        try:
-            value = float(token)
-        except ValueError:
-            value = math.nan
-        values.append(None if math.isnan(value) else value)
-    return values
-
-
 def worst_case(rows: list[Row]) -> dict[tuple[Any, Any], list[float | None]]:
-    """Per attacked update (round, client): per true image, the highest PSNR over the attacks on that update.
-
-    None marks an image no attack reconstructed (every attempt failed or left it unmatched). An update whose
-    attacks all failed counts its batch size in images, all None: they were attacked and not recovered. Skipped
-    attacks (over an attack's image cap) did not run: an update with only those is not an attacked update.
-    """
-    updates: dict[tuple[Any, Any], list[Row]] = defaultdict(list)
-    for row in rows:
-        if row.get("status") != "skipped":
-            updates[(row.get("round"), row.get("client"))].append(row)
-    worst = {}
-    for key, group in updates.items():
-        per_attack = [image_values(r) for r in group if r.get("status") == "ok"]
-        count = max((len(v) for v in per_attack), default=0)
-        if count == 0:
-            count = max((int(r["batch_size"]) for r in group if is_number(r.get("batch_size"))), default=0)
-        worst[key] = [max((v[i] for v in per_attack if i < len(v) and v[i] is not None), default=None)
-                      for i in range(count)]
-    return worst
+    """Per attacked update (round, client): per true image, the highest PSNR over the attacks on that update (None:
+    no attack reconstructed it), as the single-run report computes it (:func:`fedleak.report.worst.worst_images`)."""
+    worst: dict[tuple[Any, Any], list[float | None]] = defaultdict(list)
+    for image in worst_images(rows):
+        worst[(image.round, image.client)].append(image.psnr)
+    return dict(worst)
 
 
 def leakage_numbers(rows: list[Row], success_psnr: float) -> tuple[float | None, float | None, int]:
