@@ -17,10 +17,10 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedleak.clients import protocol
+from fedleak import protocol
 from fedleak.clients.defense_mod import make_defense_mod
 from fedleak.clients.defenses import defense_label, noise_generator
-from fedleak.clients.shards import FederatedData, federated_data
+from fedleak.federated_data import FederatedData, federated_data
 from fedleak.clients.update import (
     LocalTraining,
     evaluate_model,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from flwr.app import ArrayRecord, Context, Message, MessageType
 
-from fedleak.clients import protocol
+from fedleak import protocol
 from fedleak.clients.defenses import apply_defense, is_transform, noise_generator
 from fedleak.config.schema import Scenario
 

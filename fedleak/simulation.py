@@ -234,7 +234,7 @@ class ServerSide:
         progress: bool = True,
     ) -> ServerSide:
         """Load the data, seed the global model, open the run directory and start the attack executor."""
-        from fedleak.clients.shards import FederatedData
+        from fedleak.federated_data import FederatedData
         from fedleak.runtime import make_executor
         from fedleak.server.app import initial_weights
         from fedleak.server.leakage import LeakageTap

@@ -17,7 +17,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg, Strategy
 
-from fedleak.clients import protocol
+from fedleak import protocol
 from fedleak.config.schema import Scenario
 from fedleak.server.fedsgd import FedSGD
 from fedleak.server.grid import StoppableGrid

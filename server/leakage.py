@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, Message, MetricRecord
 
-from fedleak.clients import protocol
+from fedleak import protocol
 from fedleak.config.schema import AttackConfig, Scenario
 from fedleak.observe import observe
 from fedleak.runtime import AttackExecutor, AttackOutcome

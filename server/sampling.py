@@ -17,7 +17,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricReco
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedleak.clients import protocol
+from fedleak import protocol
 from fedleak.participation import sampled_clients
 
 #: Seconds to wait for every node to say who it is.
@@ -74,7 +74,7 @@ class SampledStrategy(Strategy):
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        # The round's sampled clients also evaluate, each on its share of the held-out set (clients/shards.py).
+        # The round's sampled clients also evaluate, each on its share of the held-out set (fedleak/federated_data.py).
         return self._only_sampled(self.strategy.configure_evaluate(server_round, arrays, config, grid),
                                   server_round, grid)
 

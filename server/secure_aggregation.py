@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from flwr.app import Message
 
-from fedleak.clients import protocol
+from fedleak import protocol
 
 #: The ``client`` of rows that attack the aggregate rather than one client.
 AGGREGATE = -1

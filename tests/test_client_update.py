@@ -8,10 +8,10 @@ import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 
-from fedleak.clients import protocol
+from fedleak import protocol
 from fedleak.clients.app import build_client_app
 from fedleak.clients.defenses import noise_generator
-from fedleak.clients.shards import federated_data
+from fedleak.federated_data import federated_data
 from fedleak.clients.update import LocalTraining, client_update, round_batches, train_update
 from fedleak.config import parse_scenario
 from fedleak.config.schema import NoDefense

@@ -9,7 +9,7 @@ import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 
-from fedleak.clients import protocol
+from fedleak import protocol
 from fedleak.clients.defense_mod import make_defense_mod
 from fedleak.clients.defenses import apply_defense, defense_label, local_dp_std, noise_generator
 from fedleak.clients.dp_sgd import dp_sgd_update

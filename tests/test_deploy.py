@@ -29,7 +29,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 
 from fedleak.cli.main import main as fedleak_main
-from fedleak.clients import protocol
+from fedleak import protocol
 from fedleak.deploy_app import RUN_CONFIG_KEYS, client_app, read_run_config, resolve_scenario_path, server_app
 from fedleak.deploy_launcher import (
     MARKER_ENV,
@@ -139,7 +139,7 @@ def test_read_run_config(tmp_path) -> None:
 
 
 def test_the_module_level_client_app_trains_as_the_scenario_says(tmp_path, flower_task_identity) -> None:
-    from fedleak.clients.shards import federated_data
+    from fedleak.federated_data import federated_data
     from fedleak.config.loader import load_scenario
 
     path = _write_tiny(tmp_path)

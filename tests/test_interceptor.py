@@ -12,7 +12,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricReco
 from flwr.serverapp.strategy import FedAvg
 
 from fedleak.attacks import ATTACKS, Attack, register_attack
-from fedleak.clients import protocol
+from fedleak import protocol
 from fedleak.clients.update import LocalTraining, train_update
 from fedleak.config.loader import parse_scenario
 from fedleak.config.schema import NoDefense

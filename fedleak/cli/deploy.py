@@ -70,6 +70,6 @@ def run(args) -> int:
 
 def check_data(scenario, base_dir: Path) -> None:
     """Find bad data settings here (one line, exit 2) rather than inside the ServerApp's process."""
-    from fedleak.clients.shards import FederatedData
+    from fedleak.federated_data import FederatedData
 
     FederatedData(scenario, base_dir=base_dir).check_batches()

@@ -10,8 +10,8 @@ from fedleak.runtime.executor import (
     AttackFuture,
     AttackOutcome,
     job_seed,
-    make_executor,
     resolve_device,
 )
+from fedleak.runtime.factory import make_executor
 
 __all__ = ["AttackExecutor", "AttackFuture", "AttackOutcome", "job_seed", "make_executor", "resolve_device"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -124,23 +124,3 @@ def run_one(observation: Observation, attack: AttackConfig, device: str, seed: i
     except Exception as exc:  # noqa: BLE001 — a bad attack setup is recorded, the run goes on
         return Reconstruction.failed(f"setup: {type(exc).__name__}: {exc}")
     return instance(observation)
-
-
-def make_executor(
-    kind: Literal["local", "ray"], *, device: str = "auto", seed: int = 0, timeout_s: float = 600.0,
-    max_in_flight: int = 8, workers: int = 2, resource: str | None = None, gpus_per_attack: float | None = None,
-) -> AttackExecutor:
-    """The executor for ``kind``: ``local`` runs attacks in this process, ``ray`` in a pool of Ray actors (each
-    asking for one unit of ``resource`` and ``gpus_per_attack`` of a GPU, see fedleak/runtime/cluster.py)."""
-    if kind == "local":
-        from fedleak.runtime.local import LocalExecutor
-
-        return LocalExecutor(device=device, seed=seed, timeout_s=timeout_s, max_in_flight=max_in_flight)
-    if kind == "ray":
-        from fedleak.runtime.ray_pool import RayPoolExecutor
-
-        return RayPoolExecutor(
-            device=device, seed=seed, timeout_s=timeout_s, max_in_flight=max_in_flight, workers=workers,
-            resource=resource, gpus_per_attack=gpus_per_attack,
-        )
-    raise ValueError(f"unknown executor kind {kind!r}; choose 'local' or 'ray'")
