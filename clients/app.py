@@ -20,7 +20,6 @@ from flwr.clientapp import ClientApp
 from fedleak import protocol
 from fedleak.clients.defense_mod import make_defense_mod
 from fedleak.clients.defenses import defense_label, noise_generator
-from fedleak.federated_data import FederatedData, federated_data
 from fedleak.clients.update import (
     LocalTraining,
     evaluate_model,
@@ -30,6 +29,7 @@ from fedleak.clients.update import (
     train_update,
 )
 from fedleak.config.schema import Scenario
+from fedleak.federated_data import FederatedData, federated_data
 from fedleak.participation import rounds_taken_part
 
 

@@ -1,83 +1,86 @@
 """The scorer: joins a reconstruction with the client's true batch and turns it into one result row.
 
-This is the only place ground truth meets an attack's output. Attacks never see it; the simulation looks the
-true batch up from the client's audit indices and calls :func:`score_reconstruction` with it, together with the
-run's whole dataset (a :class:`~fedleak.metrics.reference.ReferenceSet`) for the mean-image baseline and
-re-identification.
+This is the scoring entry point, the only place ground truth meets an attack's output. Attacks never see it; the
+server looks the true batch up from the update's audit indices and calls :func:`score_reconstruction` with it and
+the update's :class:`~fedleak.types.ScoringContext`, together with the run's whole dataset (a
+:class:`~fedleak.metrics.reference.ReferenceSet`) for the mean-image baseline and re-identification. The metrics
+themselves live in :mod:`fedleak.metrics.score`.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fedleak.types import LeakageRecord, Reconstruction, ThreatModel
+from fedleak.types import LeakageRecord, Reconstruction, ScoringContext, ThreatModel
 
 if TYPE_CHECKING:  # the metrics (scikit-image, scipy) load only when something is scored
     from fedleak.metrics.reference import ReferenceSet
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One scored reconstruction: its result row, and its images lined up with the true batch by the same one-to-one
+    matching that scored them (None when nothing was scored)."""
+
+    record: LeakageRecord
+    lined_up: torch.Tensor | None
 
 
 def score_reconstruction(
     recon: Reconstruction,
     true_images: torch.Tensor,
     true_labels: torch.Tensor,
+    context: ScoringContext,
     *,
-    round: int,
-    client: int,
     attack: str,
-    batch_size: int,
-    local_steps: int,
-    lr: float,
-    update_kind: str,
-    defense: str,
     threat: ThreatModel,
     success_psnr: float,
-    dp_epsilon: float | None = None,
-    dp_delta: float | None = None,
-    dp_unit: str = "",
     reference: ReferenceSet | None = None,
-    local_epochs: int | None = None,
-) -> LeakageRecord:
+) -> Scored:
     """Score one attack on one client's update in one round.
 
     A failed reconstruction gives a row with status ``failed``, its reason and empty metrics. So does a
     reconstruction that cannot be scored (e.g. a shape that does not match the true batch): the reason
-    says why, and the run goes on.
+    says why, and the run goes on. This is the one place such errors are caught.
 
     Args:
         recon: What the attack returned.
         true_images: The client's batch, B×C×H×W in [0, 1].
         true_labels: Its labels, B class indices.
-        round, client, attack: Where the update came from and which attack ran.
-        batch_size, local_steps, lr, update_kind, defense: How the client trained and what protected it.
-        local_epochs: passes over the client's shard (update kind ``epochs``), else None.
+        context: where the update came from, how the client trained, what protected it (and its ε so far).
+        attack: which attack ran.
         threat: The grants the attack ran under (written into the row).
         success_psnr: PSNR (dB) at or above which an image counts as reconstructed.
-        dp_epsilon, dp_delta, dp_unit: the cumulative ε the client had spent by this round, its δ, and ``record``
-            (DP-SGD) or ``update`` (local DP); empty without DP.
         reference: every image of the run's data source (baseline PSNR, re-identification); None leaves both empty.
     """
-    context = dict(
-        round=int(round), client=int(client), attack=attack, batch_size=int(batch_size),
-        local_steps=int(local_steps), lr=float(lr), update_kind=update_kind, defense=defense,
-        seconds=float(recon.seconds), labels_known=threat.labels_known,
-        local_hparams_known=threat.local_hparams_known, batch_size_known=threat.batch_size_known,
-        dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_unit=dp_unit or "",
-        local_epochs=None if local_epochs is None else int(local_epochs),
-    )
+    fields = row_fields(context, attack, recon.seconds, threat)
     if recon.status != "ok":
         # "skipped" (e.g. an update over more images than the attack's cap) stays apart from a real failure.
-        return _failed(context, recon.reason or "attack reported failure without a reason", recon.status)
+        return Scored(_failed(fields, recon.reason or "attack reported failure without a reason", recon.status), None)
     try:
         score = batch_score(recon, true_images, true_labels, success_psnr, reference)
-    except (ValueError, RuntimeError) as exc:  # e.g. a batch of the wrong shape: a result, not a dead run
-        return _failed(context, f"unscorable reconstruction: {exc}")
-    return _scored(score, context)
+    except Exception as exc:  # noqa: BLE001 — e.g. a batch of the wrong shape: a result, not a dead run
+        return Scored(_failed(fields, f"unscorable reconstruction: {type(exc).__name__}: {exc}"), None)
+    return Scored(_scored(score, fields), lined_up_images(score, recon.images, true_images))
 
 
-def _scored(score: Any, context: dict[str, Any]) -> LeakageRecord:
+def row_fields(context: ScoringContext, attack: str, seconds: float, threat: ThreatModel) -> dict[str, Any]:
+    """The columns of a result row that do not depend on the score."""
+    return dict(
+        round=int(context.round), client=int(context.client), attack=attack, batch_size=int(context.batch_size),
+        local_steps=int(context.local_steps), lr=float(context.lr), update_kind=context.update_kind,
+        defense=context.defense, seconds=float(seconds), labels_known=threat.labels_known,
+        local_hparams_known=threat.local_hparams_known, batch_size_known=threat.batch_size_known,
+        dp_epsilon=context.dp_epsilon, dp_delta=context.dp_delta, dp_unit=context.dp_unit or "",
+        local_epochs=None if context.local_epochs is None else int(context.local_epochs),
+    )
+
+
+def _scored(score: Any, fields: dict[str, Any]) -> LeakageRecord:
     """The row of a scored reconstruction: batch means plus the per-image facts, in the true batch's order."""
     per_image = score.per_image
     return LeakageRecord(
@@ -90,7 +93,7 @@ def _scored(score: Any, context: dict[str, Any]) -> LeakageRecord:
         reidentified=_number(score.reidentified),
         reidentified_per_image="" if score.reidentified is None else " ".join(
             _flag(item.reidentified) for item in per_image),
-        **context,
+        **fields,
     )
 
 
@@ -109,31 +112,24 @@ def per_image_psnr(score: Any) -> list[float | None]:
     return [None if item.psnr is None else float(item.psnr) for item in score.per_image]
 
 
-def matched_images(recon_images: torch.Tensor | None, true_images: torch.Tensor) -> torch.Tensor | None:
-    """The reconstruction reordered to line up with the true batch (Hungarian matching, as the scorer does).
+def lined_up_images(score: Any, recon_images: torch.Tensor | None, true_images: torch.Tensor) -> torch.Tensor | None:
+    """The reconstruction reordered to line up with the true batch by the score's own matching (no second matching).
 
-    True images nobody reconstructed get a mid-grey placeholder. Returns None when there is nothing to show
-    or the shapes cannot be compared.
+    True images nobody reconstructed get a mid-grey placeholder. Returns None when there is nothing to show.
     """
-    from fedleak.metrics import match_images
-
     if recon_images is None or len(recon_images) == 0:
         return None
     recon = recon_images.detach().cpu().float().clamp(0, 1)
-    true = true_images.detach().cpu().float()
-    try:
-        pairs = match_images(recon, true)
-    except ValueError:
-        return None
-    lined_up = torch.full_like(true, 0.5)
-    for r, t in pairs:
-        lined_up[t] = recon[r]
+    lined_up = torch.full_like(true_images.detach().cpu().float(), 0.5)
+    for item in score.per_image:
+        if item.recon_index is not None:
+            lined_up[item.true_index] = recon[item.recon_index]
     return lined_up
 
 
-def _failed(context: dict[str, Any], reason: str, status: str = "failed") -> LeakageRecord:
+def _failed(fields: dict[str, Any], reason: str, status: str = "failed") -> LeakageRecord:
     return LeakageRecord(status=status, reason=reason, psnr=None, ssim=None, mse=None, label_accuracy=None,
-                         success=None, **context)
+                         success=None, **fields)
 
 
 def _number(value: Any) -> float | None:

@@ -122,6 +122,26 @@ class Reconstruction:
         return cls(images=None, status="failed", reason=reason, seconds=seconds, diagnostics=diagnostics)
 
 
+@dataclass(frozen=True)
+class ScoringContext:
+    """The server's bookkeeping for one update: where it came from and how it was trained, plus the audit indices of
+    the images it covers. It travels with an attack through the executor and back, and is never sent to an attack;
+    only the scorer reads it (the indices look up ground truth)."""
+
+    round: int
+    client: int
+    indices: tuple[int, ...]
+    batch_size: int
+    local_steps: int
+    lr: float
+    update_kind: str
+    defense: str = "none"
+    dp_epsilon: float | None = None
+    dp_delta: float | None = None
+    dp_unit: str = ""
+    local_epochs: int | None = None
+
+
 @dataclass
 class LeakageRecord:
     """One tidy result row: one attack on one client's update in one round."""

@@ -1,169 +1,28 @@
-"""The curious part of the server: turn each reply into an Observation, attack it, score what comes back.
+"""The curious part of the server: copy each reply to the attacks the scenario schedules, score what comes back.
 
-The attacker's view is built by :func:`fedleak.observe.observe` from the update and the public metadata only; the
-audit record (the batch's indices) goes into a :class:`ScoringContext` that stays here and reaches only the scorer,
-which looks the true images up in the data source and compares each reconstruction with the whole dataset (mean-image
-baseline, re-identification). Results are written as they arrive: one leakage.csv row and one diagnostics.jsonl line
-per attack.
+Each reply is split into the attacker's view and the scorer's context (``server/observations.py``); the schedule
+(``server/schedule.py``) says which attacks run on it; the executor runs them; finished attacks are scored against
+the true images and the whole dataset (mean-image baseline, re-identification) and written as they arrive: one
+leakage.csv row and one diagnostics.jsonl line per attack. ``server/ledger.py`` keeps the counts for the run's
+health check.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from flwr.app import ArrayRecord, Message, MetricRecord
 
 from fedleak import protocol
-from fedleak.config.schema import AttackConfig, Scenario
-from fedleak.observe import observe
+from fedleak.config.schema import Scenario
 from fedleak.runtime import AttackExecutor, AttackOutcome
 from fedleak.server.interceptor import ReplyTap
+from fedleak.server.ledger import RunLedger
+from fedleak.server.observations import GroundTruth, aggregate_to_observation, reply_to_observation
 from fedleak.server.progress import RunProgress
-from fedleak.server.secure_aggregation import (
-    AGGREGATE,
-    aggregate_indices,
-    aggregate_metadata,
-    defense_name,
-    weighted_mean,
-)
-from fedleak.types import ModelSpec, Observation, Reconstruction
-
-#: Look up (images, labels) of the data source at the given indices: ground truth, for the scorer only.
-GroundTruth = Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]]
-
-
-@dataclass(frozen=True)
-class ScoringContext:
-    """The server's bookkeeping for one reply. Never sent to an attack."""
-
-    round: int
-    client: int
-    indices: tuple[int, ...]
-    batch_size: int
-    local_steps: int
-    lr: float
-    update_kind: str
-    defense: str = "none"
-    dp_epsilon: float | None = None
-    dp_delta: float | None = None
-    dp_unit: str = ""
-    local_epochs: int | None = None
-
-
-@dataclass
-class RunLedger:
-    """What happened, for the run's own health check (Flower can exit 0 after failed rounds)."""
-
-    clients_per_round: dict[int, set[int]] = field(default_factory=dict)
-    reply_errors: list[str] = field(default_factory=list)
-    rounds_logged: set[int] = field(default_factory=set)
-    round_seconds: dict[int, float] = field(default_factory=dict)
-    attacks_submitted: int = 0
-    attacks_finished: int = 0
-    attacks_failed: int = 0
-    attacks_skipped: int = 0
-    #: Time spent inside the tap (building observations, submitting, scoring): the interception's own cost.
-    tap_seconds: float = 0.0
-
-
-def scheduled(attack: AttackConfig, server_round: int, client: int) -> bool:
-    """Whether the scenario asks for ``attack`` on this client in this round (the aggregate under secure
-    aggregation is attacked in every scheduled round: no single client's update exists to choose from)."""
-    rounds_ok = attack.rounds == "all" or server_round in attack.rounds
-    clients_ok = attack.clients == "all" or client in attack.clients or client == AGGREGATE
-    return rounds_ok and clients_ok
-
-
-#: Keeps the attack-sampling draw apart from the other per-round streams.
-_ATTACK_SAMPLING_STREAM = 4
-
-
-def sampled_updates(scenario: Scenario, server_round: int, clients: list[int]) -> dict[int, set[int]]:
-    """For each attack (by position) that samples (``sample``/``count``), the clients whose update it attacks this
-    round: drawn from the clients it schedules, reproducibly from (seed, round, attack)."""
-    chosen = {}
-    for index, attack in enumerate(scenario.attacks):
-        if attack.sample is None and attack.count is None:
-            continue
-        eligible = [c for c in clients if scheduled(attack, server_round, c)]
-        k = attack.count if attack.count is not None else math.ceil(attack.sample * len(eligible))
-        rng = np.random.default_rng([scenario.seed % 2**64, server_round, index, _ATTACK_SAMPLING_STREAM])
-        picked = rng.choice(len(eligible), size=min(k, len(eligible)), replace=False) if eligible else []
-        chosen[index] = {eligible[i] for i in picked}
-    return chosen
-
-
-def distinct_in_order(indices) -> np.ndarray:
-    """The distinct values of ``indices`` in order of first appearance."""
-    values = np.asarray(indices, dtype=np.int64)
-    _, first = np.unique(values, return_index=True)
-    return values[np.sort(first)]
-
-
-def reply_to_observation(
-    reply: Message, sent: dict[str, torch.Tensor], spec: ModelSpec, scenario: Scenario, ground_truth: GroundTruth
-) -> tuple[Observation, ScoringContext]:
-    """Split one train reply into the attacker's view and the scorer's context."""
-    content = reply.content
-    public = content[protocol.PUBLIC]
-    # The audit lists every image trained on, in order (an epoch update repeats each once per epoch): the images
-    # to reconstruct are the distinct ones, in order of first use.
-    indices = distinct_in_order(content[protocol.AUDIT][protocol.INDICES])
-    context = ScoringContext(
-        round=int(public["round"]), client=int(public["client"]), indices=tuple(int(i) for i in indices),
-        batch_size=int(public["batch_size"]), local_steps=int(public["local_steps"]), lr=float(public["lr"]),
-        update_kind=str(public["update_kind"]), defense=str(public.get("defense", "none")),
-        local_epochs=(int(public["local_epochs"]) or None) if "local_epochs" in public else None, **dp_fields(public),
-    )
-    metadata = {
-        "round": context.round, "client": context.client, "batch_size": context.batch_size,
-        "local_steps": context.local_steps, "lr": context.lr,
-    }
-    # Epoch updates: E and n (num-examples, which every FedAvg server sees) let an attack simulate the epochs.
-    if context.update_kind == "epochs":
-        metadata.update(local_epochs=int(public["local_epochs"]), num_examples=int(public["num_examples"]))
-    # Labels reach the attacker only under an explicit grant (a label side channel), looked up like ground truth.
-    labels = ground_truth(indices)[1] if scenario.threat_model.labels_known else None
-    observation = observe(
-        spec, sent, content[protocol.UPDATE].to_torch_state_dict(), context.update_kind,  # type: ignore[arg-type]
-        scenario.threat_model, metadata=metadata, labels=labels,
-    )
-    return observation, context
-
-
-def dp_fields(public) -> dict:
-    """ε, δ and unit ("record": DP-SGD, "update": local DP) from a reply's public metadata; empty when not sent."""
-    def number(key: str) -> float | None:
-        return float(public[key]) if key in public else None
-
-    return {"dp_epsilon": number("dp_epsilon"), "dp_delta": number("dp_delta"),
-            "dp_unit": str(public["dp_unit"]) if "dp_unit" in public else ""}
-
-
-def aggregate_to_observation(
-    replies: list[Message], sent: dict[str, torch.Tensor], spec: ModelSpec, scenario: Scenario,
-    ground_truth: GroundTruth,
-) -> tuple[Observation, ScoringContext]:
-    """The attacker's single view of a round under secure aggregation, and the scorer's context (every batch)."""
-    meta = aggregate_metadata(replies)
-    indices = aggregate_indices(replies)
-    context = ScoringContext(
-        round=meta["round"], client=AGGREGATE, indices=tuple(int(i) for i in indices), batch_size=meta["batch_size"],
-        local_steps=meta["local_steps"] or 0, lr=meta["lr"] or float("nan"), update_kind=meta["update_kind"],
-        defense=defense_name(meta["defenses"]),
-    )
-    metadata = {k: meta[k] for k in ("round", "client", "batch_size", "local_steps", "lr") if meta[k] is not None}
-    labels = ground_truth(indices)[1] if scenario.threat_model.labels_known else None
-    observation = observe(
-        spec, sent, weighted_mean(replies), context.update_kind,  # type: ignore[arg-type]
-        scenario.threat_model, metadata=metadata, labels=labels,
-    )
-    return observation, context
+from fedleak.server.schedule import sampled_updates, scheduled
+from fedleak.types import ModelSpec, Observation, Reconstruction, ScoringContext
 
 
 class LeakageTap(ReplyTap):
@@ -181,8 +40,9 @@ class LeakageTap(ReplyTap):
     """
 
     def __init__(
-        self, scenario: Scenario, spec: ModelSpec, ground_truth: GroundTruth, executor: AttackExecutor | None,
-        writer=None, progress: RunProgress | None = None, dataset=None,
+        self, scenario: Scenario, spec: ModelSpec, ground_truth: GroundTruth,
+        executor: AttackExecutor[ScoringContext] | None, writer=None, progress: RunProgress | None = None,
+        dataset=None,
     ):
         from fedleak.metrics.reference import ReferenceSet
 
@@ -289,35 +149,21 @@ class LeakageTap(ReplyTap):
         if self.executor is not None:
             self._score_all(self.executor.drain())
 
-    def _score_all(self, outcomes: list[AttackOutcome]) -> None:
+    def _score_all(self, outcomes: list[AttackOutcome[ScoringContext]]) -> None:
         for outcome in outcomes:
             self._score(outcome)
 
-    def _score(self, outcome: AttackOutcome) -> None:
+    def _score(self, outcome: AttackOutcome[ScoringContext]) -> None:
         from fedleak.scoring import score_reconstruction
 
-        context: ScoringContext = outcome.context
+        context = outcome.context
         true_images, true_labels = self.ground_truth(np.asarray(context.indices, dtype=np.int64))
         recon = outcome.reconstruction
-
-        def score(reconstruction: Reconstruction):
-            return score_reconstruction(
-                reconstruction, true_images, true_labels, round=context.round, client=context.client,
-                attack=outcome.attack, batch_size=context.batch_size, local_steps=context.local_steps,
-                lr=context.lr, update_kind=context.update_kind, defense=context.defense, dp_epsilon=context.dp_epsilon,
-                dp_delta=context.dp_delta, dp_unit=context.dp_unit, threat=self.scenario.threat_model,
-                success_psnr=self.scenario.output.success_psnr, reference=self.reference,
-                local_epochs=context.local_epochs,
-            )
-
-        try:
-            record = score(recon)
-        except Exception as exc:  # noqa: BLE001 — e.g. an attack returned the wrong shape: a failed row, not a dead run
-            # Keep the attack's diagnostics: they may say why its answer could not be scored.
-            recon = Reconstruction(None, status="failed", reason=f"unscorable result: {type(exc).__name__}: {exc}",
-                                   seconds=recon.seconds, diagnostics=recon.diagnostics)
-            record = score(recon)
-        ok = record.status == "ok"
+        scored = score_reconstruction(
+            recon, true_images, true_labels, context, attack=outcome.attack, threat=self.scenario.threat_model,
+            success_psnr=self.scenario.output.success_psnr, reference=self.reference,
+        )
+        record = scored.record
         self.ledger.attacks_finished += 1
         self.ledger.attacks_failed += record.status == "failed"
         self.ledger.attacks_skipped += record.status == "skipped"
@@ -326,5 +172,6 @@ class LeakageTap(ReplyTap):
             return
         self.writer.append_leakage(record)
         self.writer.append_diagnostics(record, recon.diagnostics)
-        if ok and self.scenario.output.save_images and recon.images is not None:
-            self.writer.save_reconstruction(context.round, context.client, outcome.attack, true_images, recon.images)
+        if self.scenario.output.save_images and scored.lined_up is not None:
+            self.writer.save_reconstruction(context.round, context.client, outcome.attack, true_images,
+                                            scored.lined_up)

@@ -6,7 +6,7 @@ import pytest
 
 from fedleak.config import parse_scenario
 from fedleak.errors import UserError
-from fedleak.server.leakage import sampled_updates
+from fedleak.server.schedule import sampled_updates
 
 
 def _scenario(*attacks: dict, seed: int = 3):

@@ -11,11 +11,11 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 from fedleak import protocol
 from fedleak.clients.app import build_client_app
 from fedleak.clients.defenses import noise_generator
-from fedleak.federated_data import federated_data
 from fedleak.clients.update import LocalTraining, client_update, round_batches, train_update
 from fedleak.config import parse_scenario
 from fedleak.config.schema import NoDefense
 from fedleak.errors import UserError
+from fedleak.federated_data import federated_data
 from fedleak.server.app import initial_weights
 from fedleak.training import functional_gradient
 from fedleak.types import ModelSpec

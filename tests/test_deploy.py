@@ -28,8 +28,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 
-from fedleak.cli.main import main as fedleak_main
 from fedleak import protocol
+from fedleak.cli.main import main as fedleak_main
 from fedleak.deploy_app import RUN_CONFIG_KEYS, client_app, read_run_config, resolve_scenario_path, server_app
 from fedleak.deploy_launcher import (
     MARKER_ENV,
@@ -139,8 +139,8 @@ def test_read_run_config(tmp_path) -> None:
 
 
 def test_the_module_level_client_app_trains_as_the_scenario_says(tmp_path, flower_task_identity) -> None:
-    from fedleak.federated_data import federated_data
     from fedleak.config.loader import load_scenario
+    from fedleak.federated_data import federated_data
 
     path = _write_tiny(tmp_path)
     spec = federated_data(load_scenario(path), tmp_path).model_spec()

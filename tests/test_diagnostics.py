@@ -11,8 +11,8 @@ import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 
-from fedleak.attacks import ATTACKS, Attack, register_attack
 from fedleak import protocol
+from fedleak.attacks import ATTACKS, Attack, register_attack
 from fedleak.config.loader import parse_scenario
 from fedleak.config.schema import DataConfig
 from fedleak.data import load_images

@@ -11,15 +11,16 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
-from fedleak.attacks import ATTACKS, Attack, register_attack
 from fedleak import protocol
+from fedleak.attacks import ATTACKS, Attack, register_attack
 from fedleak.clients.update import LocalTraining, train_update
 from fedleak.config.loader import parse_scenario
 from fedleak.config.schema import NoDefense
 from fedleak.runtime.local import LocalExecutor
 from fedleak.server.fedsgd import FedSGD
 from fedleak.server.interceptor import InterceptingStrategy, ReplyTap
-from fedleak.server.leakage import LeakageTap, scheduled
+from fedleak.server.leakage import LeakageTap
+from fedleak.server.schedule import scheduled
 from fedleak.types import ModelSpec, Observation, Reconstruction
 
 # Flower stamps every new Message with the task identity its runtime sets: see conftest.flower_task_identity.

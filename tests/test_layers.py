@@ -10,7 +10,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Source folder → installed package (pyproject.toml's package-dir).
-PACKAGES = {"fedleak": "fedleak", "clients": "fedleak.clients", "server": "fedleak.server", "attacks": "fedleak.attacks"}
+PACKAGES = {
+    "fedleak": "fedleak", "clients": "fedleak.clients", "server": "fedleak.server", "attacks": "fedleak.attacks",
+}
 
 
 def module_name(path: Path) -> str:

@@ -12,17 +12,25 @@ from fedleak.config.schema import DataConfig
 from fedleak.data import load_images
 from fedleak.report import RunWriter
 from fedleak.report.tables import read_leakage
-from fedleak.scoring import matched_images, score_reconstruction
-from fedleak.types import Reconstruction, ThreatModel
+from fedleak.scoring import score_reconstruction
+from fedleak.types import Reconstruction, ScoringContext, ThreatModel
 
 THREAT = ThreatModel(labels_known=True, local_hparams_known=False)
 
 
+def context(batch_size: int, **changes) -> ScoringContext:
+    fields = dict(round=2, client=3, indices=tuple(range(batch_size)), batch_size=batch_size, local_steps=1, lr=0.1,
+                  update_kind="gradient") | changes
+    return ScoringContext(**fields)
+
+
+def scored(recon: Reconstruction, images: torch.Tensor, labels: torch.Tensor, success_psnr: float = 30.0):
+    return score_reconstruction(recon, images, labels, context(len(images)), attack="dlg", threat=THREAT,
+                                success_psnr=success_psnr)
+
+
 def score(recon: Reconstruction, images: torch.Tensor, labels: torch.Tensor, success_psnr: float = 30.0):
-    return score_reconstruction(
-        recon, images, labels, round=2, client=3, attack="dlg", batch_size=len(images), local_steps=1, lr=0.1,
-        update_kind="gradient", defense="none", threat=THREAT, success_psnr=success_psnr,
-    )
+    return scored(recon, images, labels, success_psnr).record
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +90,13 @@ def test_wrong_shape_is_a_failed_row_not_a_crash(batch):
     assert row.psnr is None
 
 
-def test_matched_images_line_up_with_the_true_batch(batch):
-    images, _ = batch
-    lined_up = matched_images(images[[3, 1]], images)
+def test_lined_up_images_follow_the_scores_matching(batch):
+    images, labels = batch
+    lined_up = scored(Reconstruction(images=images[[3, 1]]), images, labels).lined_up
     assert torch.equal(lined_up[1], images[1]) and torch.equal(lined_up[3], images[3])
     assert torch.all(lined_up[0] == 0.5) and torch.all(lined_up[2] == 0.5)
-    assert matched_images(None, images) is None
-    assert matched_images(torch.rand(2, 3, 32, 32), images) is None
+    assert scored(Reconstruction(images=None, labels=labels), images, labels).lined_up is None
+    assert scored(Reconstruction(images=torch.rand(2, 3, 32, 32)), images, labels).lined_up is None
 
 
 def test_rows_round_trip_through_leakage_csv(batch, tmp_path):
@@ -119,11 +127,9 @@ def test_rows_carry_baseline_reidentification_and_dp_columns(tmp_path):
     image_set = load_images(DataConfig(dataset="mnist", split="test"))
     images, labels = image_set.get([0, 1, 2, 3])
     recon = torch.stack([images[2], torch.zeros_like(images[0])])
-    row = score_reconstruction(
-        Reconstruction(images=recon), images, labels, round=1, client=0, attack="idlg", batch_size=4, local_steps=1,
-        lr=0.1, update_kind="gradient", defense="dp_sgd", threat=THREAT, success_psnr=30.0,
-        dp_epsilon=2.5, dp_delta=1e-5, dp_unit="record", reference=ReferenceSet.of(image_set),
-    )
+    dp = context(4, round=1, client=0, defense="dp_sgd", dp_epsilon=2.5, dp_delta=1e-5, dp_unit="record")
+    row = score_reconstruction(Reconstruction(images=recon), images, labels, dp, attack="idlg", threat=THREAT,
+                               success_psnr=30.0, reference=ReferenceSet.of(image_set)).record
     assert row.reidentified == 0.25 and row.reidentified_per_image.split()[2] == "1"
     assert row.reidentified_per_image.split().count("-") == 2 and "0" in row.reidentified_per_image.split()
     baselines = [float(v) for v in row.baseline_psnr_per_image.split()]

@@ -16,7 +16,7 @@ import yaml
 from fedleak.attacks import ATTACKS, Attack, register_attack
 from fedleak.config.loader import load_scenario, parse_scenario
 from fedleak.config.schema import AttackConfig
-from fedleak.server.leakage import RunLedger
+from fedleak.server.ledger import RunLedger
 from fedleak.simulation import check_run, simulate
 from fedleak.types import Observation, Reconstruction
 

@@ -1,4 +1,4 @@
-"""Score one reconstructed batch against its ground truth: the scorer's only entry point.
+"""The metrics of one reconstructed batch against its ground truth (``fedleak.scoring`` turns them into rows).
 
 Conventions (all stated once, here):
 - Reconstructions are clamped to [0, 1] before scoring (the Reconstruction type promises that range, and the

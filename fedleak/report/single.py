@@ -22,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from fedleak.report.images import grid, save_png, to_hwc
-from fedleak.scoring import batch_score, matched_images
+from fedleak.scoring import batch_score, lined_up_images
 from fedleak.types import Reconstruction
 
 METRIC_KEYS = ("psnr", "ssim", "mse", "label_accuracy", "success", "baseline_psnr", "reidentified")
@@ -55,13 +55,13 @@ def write_single_attack(
     if recon.status == "ok":
         try:
             score = batch_score(recon, true_images, true_labels, success_psnr, reference)
-        except (ValueError, RuntimeError) as exc:
-            metrics |= {"status": "failed", "reason": f"unscorable reconstruction: {exc}"}
+        except Exception as exc:  # noqa: BLE001 — an unscorable answer is a result, not a crash
+            metrics |= {"status": "failed", "reason": f"unscorable reconstruction: {type(exc).__name__}: {exc}"}
         else:
             scored = score.to_dict()
             metrics |= {key: scored[key] for key in METRIC_KEYS} | {
                 "rates": scored["rates"], "per_image": scored["per_image"]}
-            lined_up = matched_images(recon.images, true_images)
+            lined_up = lined_up_images(score, recon.images, true_images)
             order = [item.recon_index for item in score.per_image if item.recon_index is not None]
     metrics["success_psnr"] = success_psnr
     metrics["true_labels"] = true_labels.tolist()

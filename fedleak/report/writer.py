@@ -11,7 +11,7 @@ Layout written here::
       images/          r001_c0_dlg.png: true images (top row) and the reconstruction (bottom row)
 
 Every row is flushed as soon as it is written, so a run stopped with Ctrl-C keeps everything it produced.
-Writes may come from attack-executor callbacks on other threads; a lock keeps rows whole.
+Writes are serialised by a lock, so a writer shared between threads keeps every row whole.
 """
 
 from __future__ import annotations
@@ -101,19 +101,16 @@ class RunWriter:
         client: int,
         attack: str,
         true_images: torch.Tensor | np.ndarray,
-        recon_images: torch.Tensor | np.ndarray | None,
+        lined_up: torch.Tensor | None,
     ) -> Path:
         """Save true images (top row) above the reconstruction (bottom row; grey when nothing was recovered).
 
-        The reconstruction is reordered by the scorer's one-to-one matching, so each column pairs a true
-        image with the reconstruction scored against it. Returns ``images/r{round:03d}_c{client}_{attack}.png``.
+        ``lined_up`` is the reconstruction in the scorer's matching order (``fedleak.scoring.Scored.lined_up``), so
+        each column pairs a true image with the reconstruction scored against it.
+        Returns ``images/r{round:03d}_c{client}_{attack}.png``.
         """
-        from fedleak.scoring import matched_images
-
-        true = torch.as_tensor(true_images)
-        recon = None if recon_images is None else matched_images(torch.as_tensor(recon_images), true)
         path = self._path(IMAGES_DIR) / image_name(round, client, attack)
-        return save_grid(path, true, recon)
+        return save_grid(path, torch.as_tensor(true_images), lined_up)
 
     def _path(self, name: str) -> Path:
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """The executor interface: ``submit(observation, attack, context)`` now, outcomes later, ``drain()`` at the end.
 
-The ``context`` is the server's own bookkeeping for the scorer (round, client, the batch's audit indices). It stays
+The ``context`` is the server's own bookkeeping for the scorer (a :class:`~fedleak.types.ScoringContext` in a run:
+round, client, the batch's audit indices); executors are generic over its type and hand it back untouched. It stays
 in the server process: executors pass attacks the Observation and the attack's settings, nothing else.
 An attack that raises, diverges or runs past ``timeout_s`` yields a ``failed`` Reconstruction; it never ends the run.
 """
@@ -10,41 +11,44 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Generic, TypeVar
 
 import torch
 
 from fedleak.config.schema import AttackConfig
 from fedleak.types import Observation, Reconstruction
 
+#: The caller's context type, carried through an executor untouched.
+C = TypeVar("C")
+
 
 @dataclass
-class AttackOutcome:
+class AttackOutcome(Generic[C]):
     """A finished attack: the server's context (handed back untouched), the attack's name and its result."""
 
-    context: Any
+    context: C
     attack: str
     reconstruction: Reconstruction
 
 
 @dataclass
-class AttackFuture:
+class AttackFuture(Generic[C]):
     """A handle on one submitted attack; ``outcome`` is set once it finished (collected by the executor)."""
 
     attack: str
-    context: Any
-    outcome: AttackOutcome | None = field(default=None, repr=False)
+    context: C
+    outcome: AttackOutcome[C] | None = field(default=None, repr=False)
 
     def done(self) -> bool:
         return self.outcome is not None
 
-    def result(self) -> AttackOutcome:
+    def result(self) -> AttackOutcome[C]:
         if self.outcome is None:
             raise RuntimeError(f"attack {self.attack!r} has not finished; call the executor's drain() first")
         return self.outcome
 
 
-class AttackExecutor(ABC):
+class AttackExecutor(ABC, Generic[C]):
     """Runs attacks on observations; results come back through :meth:`completed` and :meth:`drain`.
 
     Args:
@@ -59,10 +63,10 @@ class AttackExecutor(ABC):
         self.seed = seed
         self.timeout_s = timeout_s
         self.max_in_flight = max_in_flight
-        self._finished: list[AttackOutcome] = []
+        self._finished: list[AttackOutcome[C]] = []
 
     @abstractmethod
-    def submit(self, observation: Observation, attack: AttackConfig, context: Any) -> AttackFuture:
+    def submit(self, observation: Observation, attack: AttackConfig, context: C) -> AttackFuture[C]:
         """Start ``attack`` on ``observation``; ``context`` comes back with the outcome and is never sent along."""
 
     @property
@@ -74,13 +78,13 @@ class AttackExecutor(ABC):
     def _collect(self, block: bool) -> None:
         """Move finished jobs into ``self._finished``; with ``block``, wait until nothing is pending."""
 
-    def completed(self) -> list[AttackOutcome]:
+    def completed(self) -> list[AttackOutcome[C]]:
         """Outcomes finished since the last call (never blocks)."""
         self._collect(block=False)
         done, self._finished = self._finished, []
         return done
 
-    def drain(self) -> list[AttackOutcome]:
+    def drain(self) -> list[AttackOutcome[C]]:
         """Wait for every submitted attack; return the outcomes not yet handed out."""
         self._collect(block=True)
         done, self._finished = self._finished, []
@@ -90,13 +94,13 @@ class AttackExecutor(ABC):
         """Release workers. Pending attacks are abandoned: call :meth:`drain` first to keep them."""
         return None
 
-    def __enter__(self) -> AttackExecutor:
+    def __enter__(self) -> AttackExecutor[C]:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _finish(self, future: AttackFuture, reconstruction: Reconstruction) -> None:
+    def _finish(self, future: AttackFuture[C], reconstruction: Reconstruction) -> None:
         future.outcome = AttackOutcome(future.context, future.attack, reconstruction)
         self._finished.append(future.outcome)
 

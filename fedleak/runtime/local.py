@@ -7,21 +7,19 @@ failed with reason ``timeout`` (the same row the Ray pool writes when it stops a
 
 from __future__ import annotations
 
-from typing import Any
-
 from fedleak.config.schema import AttackConfig
-from fedleak.runtime.executor import AttackExecutor, AttackFuture, job_seed, resolve_device, run_one
+from fedleak.runtime.executor import AttackExecutor, AttackFuture, C, job_seed, resolve_device, run_one
 from fedleak.types import Observation, Reconstruction
 
 
-class LocalExecutor(AttackExecutor):
+class LocalExecutor(AttackExecutor[C]):
     """Runs every attack synchronously in this process."""
 
     def __init__(self, device: str = "auto", seed: int = 0, timeout_s: float = 600.0, max_in_flight: int = 8):
         super().__init__(device=device, seed=seed, timeout_s=timeout_s, max_in_flight=max_in_flight)
         self._device = resolve_device(device)
 
-    def submit(self, observation: Observation, attack: AttackConfig, context: Any) -> AttackFuture:
+    def submit(self, observation: Observation, attack: AttackConfig, context: C) -> AttackFuture[C]:
         future = AttackFuture(attack.name, context)
         result = run_one(observation, attack, self._device, job_seed(self.seed, attack.name, observation))
         if result.seconds > self.timeout_s:

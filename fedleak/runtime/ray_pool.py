@@ -25,7 +25,7 @@ import ray
 import torch
 
 from fedleak.config.schema import AttackConfig
-from fedleak.runtime.executor import AttackExecutor, AttackFuture, job_seed, resolve_device, run_one
+from fedleak.runtime.executor import AttackExecutor, AttackFuture, C, job_seed, resolve_device, run_one
 from fedleak.types import Observation, Reconstruction
 
 #: Attacker actors are named ``fedleak-attacker-<driver pid>-<n>``.
@@ -56,7 +56,7 @@ class AttackWorker:
 
 @dataclasses.dataclass
 class _Job:
-    future: AttackFuture
+    future: AttackFuture[Any]
     observation: Observation
     attack: AttackConfig
     seed: int
@@ -70,7 +70,7 @@ class _Running:
     started: float
 
 
-class RayPoolExecutor(AttackExecutor):
+class RayPoolExecutor(AttackExecutor[C]):
     """Runs attacks on ``workers`` Ray actors; joins the running Ray cluster or starts a private one.
 
     Args:
@@ -147,7 +147,7 @@ class RayPoolExecutor(AttackExecutor):
         self._owns_ray = False
 
     # -- submission ------------------------------------------------------------------------------------------
-    def submit(self, observation: Observation, attack: AttackConfig, context: Any) -> AttackFuture:
+    def submit(self, observation: Observation, attack: AttackConfig, context: C) -> AttackFuture[C]:
         self._start()
         future = AttackFuture(attack.name, context)
         weights = self._shared_weights(observation)
