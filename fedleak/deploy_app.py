@@ -76,7 +76,8 @@ server_app = ServerApp()
 @server_app.main()
 def server_main(grid: Grid, context: Context) -> None:
     """Set up what simulate sets up around the ServerApp, run the rounds, drain the attacks, write the report."""
-    from fedleak.simulation import ServerSide, configure_logging
+    from fedleak.quiet import configure_logging
+    from fedleak.simulation import ServerSide
 
     configure_logging(verbose=False)
     scenario, base_dir, run_dir, executor = read_run_config(dict(context.run_config))

@@ -31,14 +31,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fedleak.errors import UserError
+from fedleak.quiet import quiet_env
 
 #: Set in the environment of every process the launcher starts (inherited by Flower's own children).
 MARKER_ENV = "FEDLEAK_DEPLOY_ID"
 CONNECTION = "local-deploy"
 #: Written by the ServerApp at the end of the run (another process), read by the launcher.
 STATUS_FILE = "deploy_status.json"
-_QUIET_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-              "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0"}
 
 
 @dataclass
@@ -290,9 +289,8 @@ def deploy(
     stop_seconds = 0.0
     with tempfile.TemporaryDirectory(prefix="fedleak-flwr-home-") as flwr_home, _sigterm_as_interrupt():
         # The SuperLink and SuperNodes start flower-superexec / flwr-serverapp / flwr-clientapp through PATH.
-        env = {**os.environ, **_QUIET_ENV, "FLWR_HOME": flwr_home,
-               "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-               "FLWR_LOG_LEVEL": "INFO" if verbose else os.environ.get("FLWR_LOG_LEVEL", "WARNING")}
+        env = {**os.environ, **quiet_env(verbose), "FLWR_HOME": flwr_home,
+               "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
         superlink_port, *node_ports = free_ports(1 + num_clients)
         Path(flwr_home, "config.toml").write_text(flower_config(superlink_port))
         processes = Processes(log_dir, env, marker)

@@ -20,24 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fedleak.config.schema import Scenario
-
-_QUIET_ENV = {
-    "FLWR_LOG_LEVEL": "WARNING",
-    "FLWR_TELEMETRY_ENABLED": "0",
-    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
-    "RAY_DEDUP_LOGS": "1",
-}
-
-
-def configure_logging(verbose: bool) -> None:
-    """Quiet Flower and Ray unless ``verbose``. Takes full effect when called before flwr is first imported."""
-    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    if verbose:
-        os.environ["FLWR_LOG_LEVEL"] = "INFO"
-    else:
-        for key, value in _QUIET_ENV.items():
-            os.environ.setdefault(key, value)
+from fedleak.defaults import run_dir_for
+from fedleak.quiet import configure_logging
 
 
 class _DropKnownNotices(logging.Filter):
@@ -111,10 +95,6 @@ class SimulationResult:
     def seconds_per_round(self) -> list[float]:
         """Wall time of each round (training, aggregation, evaluation, and the in-process attacks)."""
         return [b - a for a, b in zip(self.round_times, self.round_times[1:], strict=False)]
-
-
-def default_run_dir(scenario: Scenario, root: Path = Path("runs")) -> Path:
-    return root / f"{scenario.name or 'scenario'}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def simulate(
@@ -249,7 +229,7 @@ class ServerSide:
         if write:
             from fedleak.report import RunWriter
 
-            run_dir = Path(run_dir or scenario.output.dir or default_run_dir(scenario))
+            run_dir = run_dir_for(run_dir, scenario.output.dir, scenario.name)
             writer = RunWriter(run_dir)
             writer.write_scenario(scenario)
         kind = executor or ("local" if scenario.executor.kind == "local" else "ray")

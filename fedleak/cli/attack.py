@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from fedleak.defaults import DEFAULT_SUCCESS_PSNR
+from fedleak.devices import resolve_device
 from fedleak.errors import UserError
 
 DESCRIPTION = (
@@ -73,7 +75,7 @@ def add_parser(sub) -> None:
                    help="hide the batch size from the attacker (granted by default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
-    p.add_argument("--success-psnr", type=float, default=30.0, help="PSNR (dB) counted as a success")
+    p.add_argument("--success-psnr", type=float, default=DEFAULT_SUCCESS_PSNR, help="PSNR (dB) counted as a success")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.set_defaults(run=run)
 
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     attack_cls = ATTACKS.get(args.attack)
     MODELS.get(args.model)
     params = attack_params(attack_cls, args)
-    device = resolve_device(args.device)
+    device = torch.device(resolve_device(args.device, strict=True))
     images, labels, origin, num_classes, image_set = victim_batch(args)
     observation = victim_observation(args, images, labels, num_classes)
     attack = get_attack(args.attack, device=device, seed=args.seed, **params)
@@ -155,14 +157,6 @@ def _parse_value(text: str, default: Any) -> Any:
     if lowered in ("true", "false"):
         return booleans[lowered]
     return None if lowered == "none" else text
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available here; use --device cpu or auto")
-    return torch.device(name)
 
 
 def _indices(args: argparse.Namespace) -> list[int]:

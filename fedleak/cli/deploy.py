@@ -30,9 +30,9 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from fedleak.config.loader import load_scenario
+    from fedleak.defaults import run_dir_for
     from fedleak.deploy_launcher import DeployError, deploy
     from fedleak.errors import UserError
-    from fedleak.simulation import default_run_dir
 
     scenario = load_scenario(args.scenario)
     if scenario.arms:
@@ -40,7 +40,7 @@ def run(args) -> int:
     check_data(scenario, args.scenario.resolve().parent)
     if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout {args.timeout:g}: give a positive number of seconds")
-    run_dir = args.out or (Path(scenario.output.dir) if scenario.output.dir else default_run_dir(scenario))
+    run_dir = run_dir_for(args.out, scenario.output.dir, scenario.name)
     from fedleak.cli.simulate import refuse_existing_run
 
     refuse_existing_run(run_dir, "--out" if args.out else "output.dir")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fedleak.defaults import RUNS_ROOT
 from fedleak.errors import UserError
 
 DESCRIPTION = (
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.name is None:
         raise UserError(f"name an entry; choose one of: {', '.join(ENTRIES.names())}")
     entry = ENTRIES.get(args.name)
-    out = args.out if args.out is not None else Path("runs") / "reproduce" / entry.name
+    out = args.out if args.out is not None else RUNS_ROOT / "reproduce" / entry.name
     try:
         print(reproduce(entry.name, out, quick=args.quick))
     except OSError as exc:

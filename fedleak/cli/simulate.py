@@ -28,14 +28,14 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     # Quiet Flower/Ray before anything imports flwr: its log level is read once, at import.
-    from fedleak.simulation import configure_logging
+    from fedleak.quiet import configure_logging
 
     configure_logging(args.verbose)
     from fedleak.config.loader import load_scenario
-    from fedleak.simulation import default_run_dir
+    from fedleak.defaults import run_dir_for
 
     scenario = load_scenario(args.scenario)
-    run_dir = args.out or (Path(scenario.output.dir) if scenario.output.dir else default_run_dir(scenario))
+    run_dir = run_dir_for(args.out, scenario.output.dir, scenario.name)
     refuse_existing_run(run_dir, "--out" if args.out else "output.dir")
     if scenario.arms:
         return _run_arms(scenario, run_dir, args)

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fedleak.defaults import DEFAULT_SUCCESS_PSNR
 from fedleak.types import ThreatModel
 
 DatasetName = Literal["mnist", "fashion_mnist", "cifar10", "cifar100", "lfw"]
@@ -263,7 +264,7 @@ class OutputConfig(Strict):
     #: Run directory; default runs/<name>-<timestamp>/.
     dir: str | None = None
     #: PSNR (dB) at or above which an image counts as reconstructed.
-    success_psnr: float = 30.0
+    success_psnr: float = DEFAULT_SUCCESS_PSNR
     #: Save true-vs-reconstructed grids per round.
     save_images: bool = True
     #: Write the global weights after every round to ``checkpoints/round_NNN.pt`` (a state_dict), for

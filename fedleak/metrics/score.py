@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
+from fedleak.defaults import DEFAULT_SUCCESS_PSNR
 from fedleak.metrics.image import SSIM_MIN_SIZE, mse, psnr_from_mse, ssim
 from fedleak.metrics.matching import label_accuracy, match_images, matched_label_accuracy
 from fedleak.metrics.reference import ReferenceSet, baseline_psnr, reidentified
@@ -95,7 +96,7 @@ def score_batch(
     recon_labels: torch.Tensor | None,
     true_images: torch.Tensor,
     true_labels: torch.Tensor,
-    success_psnr: float = 30.0,
+    success_psnr: float = DEFAULT_SUCCESS_PSNR,
     reference: ReferenceSet | None = None,
 ) -> BatchScore:
     """Match reconstructions to the true batch one-to-one and score images and labels.

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from fedleak.defaults import DEFAULT_SUCCESS_PSNR
 from fedleak.report.tables import Row, is_number, read_leakage, read_rounds
 from fedleak.report.worst import worst_images
 from fedleak.report.writer import LEAKAGE_FILE, ROUNDS_FILE, SCENARIO_FILE
@@ -30,7 +31,6 @@ from fedleak.report.writer import LEAKAGE_FILE, ROUNDS_FILE, SCENARIO_FILE
 ARMS_DIR = "arms"
 FRONTIER_FILE = "frontier.csv"
 FRONTIER_COLUMNS = ["arm", "defense", "final_accuracy", "worst_median_psnr", "success_rate", "dp_epsilon", "dp_unit"]
-DEFAULT_SUCCESS_PSNR = 30.0
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from matplotlib.ticker import MaxNLocator
 
+from fedleak.defaults import DEFAULT_SUCCESS_PSNR
 from fedleak.report.figures import new_figure, save_figure
 from fedleak.report.frontier import (
     ARMS_DIR,
@@ -114,7 +115,7 @@ def _figure_html(path: Path, caption: str) -> str:
 
 
 def _notes(arms: list[ArmResult], missing: list[str]) -> list[str]:
-    threshold = arms[0].success_psnr if arms else 30.0
+    threshold = arms[0].success_psnr if arms else DEFAULT_SUCCESS_PSNR
     notes = [
         "Every arm is the same federation (seed, data, model, attack schedule); only what each client does to "
         "its update differs.",

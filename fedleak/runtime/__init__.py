@@ -5,12 +5,12 @@ serves tests and small runs; the Ray actor pool (``ray``) runs attacks beside Fl
 there is one. Ray is imported only by the pool.
 """
 
+from fedleak.devices import resolve_device
 from fedleak.runtime.executor import (
     AttackExecutor,
     AttackFuture,
     AttackOutcome,
     job_seed,
-    resolve_device,
 )
 from fedleak.runtime.factory import make_executor
 

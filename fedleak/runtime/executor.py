@@ -13,8 +13,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-import torch
-
 from fedleak.config.schema import AttackConfig
 from fedleak.types import Observation, Reconstruction
 
@@ -110,13 +108,6 @@ def job_seed(base_seed: int, attack: str, observation: Observation) -> int:
     meta = observation.metadata
     key = f"{base_seed}/{attack}/{meta.get('round')}/{meta.get('client')}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "little")
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``; other values pass through."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def run_one(observation: Observation, attack: AttackConfig, device: str, seed: int) -> Reconstruction:

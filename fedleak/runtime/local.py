@@ -8,7 +8,8 @@ failed with reason ``timeout`` (the same row the Ray pool writes when it stops a
 from __future__ import annotations
 
 from fedleak.config.schema import AttackConfig
-from fedleak.runtime.executor import AttackExecutor, AttackFuture, C, job_seed, resolve_device, run_one
+from fedleak.devices import resolve_device
+from fedleak.runtime.executor import AttackExecutor, AttackFuture, C, job_seed, run_one
 from fedleak.types import Observation, Reconstruction
 
 

@@ -25,7 +25,8 @@ import ray
 import torch
 
 from fedleak.config.schema import AttackConfig
-from fedleak.runtime.executor import AttackExecutor, AttackFuture, C, job_seed, resolve_device, run_one
+from fedleak.devices import resolve_device
+from fedleak.runtime.executor import AttackExecutor, AttackFuture, C, job_seed, run_one
 from fedleak.types import Observation, Reconstruction
 
 #: Attacker actors are named ``fedleak-attacker-<driver pid>-<n>``.
