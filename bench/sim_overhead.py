@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from fedleak.config.loader import load_scenario
-from fedleak.simulation import configure_logging, simulate
+from fedleak.quiet import configure_logging
+from fedleak.simulation import ServerSide, run_on_flower
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,15 +31,30 @@ def per_round(result) -> float:
     return statistics.median(times)
 
 
+def train_only(scenario, base_dir: Path, ray_dir: Path, intercept: bool):
+    """The federation without attacks or output, with or without the interceptor's tap."""
+    def prepare():
+        return ServerSide.prepare(scenario, base_dir=base_dir, attacks=False, intercept=intercept, write=False,
+                                  progress=False)
+
+    return run_on_flower(scenario, prepare, base_dir=base_dir, attacks_on_ray=False, ray_temp_dir=ray_dir)
+
+
+def attacks_without_output(scenario, base_dir: Path, ray_dir: Path, kind: str):
+    """The federation with its attacks on the ``kind`` executor, writing nothing."""
+    def prepare():
+        return ServerSide.prepare(scenario, base_dir=base_dir, executor=kind, write=False, progress=False)
+
+    return run_on_flower(scenario, prepare, base_dir=base_dir, attacks_on_ray=kind == "ray", ray_temp_dir=ray_dir)
+
+
 def interception_overhead(scenario, base_dir: Path, ray_dir: Path, repeats: int) -> None:
     print(f"[interception] {scenario.name}: {scenario.training.rounds} rounds, "
           f"{scenario.clients.count} clients, attacks off, {repeats} run(s) each, alternating")
     off, on, share = [], [], []
     for _ in range(repeats):
-        plain = simulate(scenario, base_dir=base_dir, attacks=False, intercept=False, write=False, progress=False,
-                         ray_temp_dir=ray_dir)
-        tapped = simulate(scenario, base_dir=base_dir, attacks=False, intercept=True, write=False, progress=False,
-                          ray_temp_dir=ray_dir)
+        plain = train_only(scenario, base_dir, ray_dir, intercept=False)
+        tapped = train_only(scenario, base_dir, ray_dir, intercept=True)
         off.append(per_round(plain))
         on.append(per_round(tapped))
         rounds_total = sum(tapped.seconds_per_round())
@@ -55,8 +71,7 @@ def executor_speedup(scenario, base_dir: Path, ray_dir: Path) -> None:
           f"{scenario.executor.workers} Ray workers")
     walls = {}
     for kind in ("local", "ray"):
-        result = simulate(scenario, base_dir=base_dir, executor=kind, write=False, progress=False,
-                          ray_temp_dir=ray_dir)
+        result = attacks_without_output(scenario, base_dir, ray_dir, kind)
         if not result.ok:
             print(f"  {kind}: run incomplete: {result.problems}")
         walls[kind] = result.work_seconds

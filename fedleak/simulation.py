@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -103,9 +104,6 @@ def simulate(
     run_dir: Path | None = None,
     base_dir: Path | None = None,
     executor: Literal["local", "ray"] | None = None,
-    attacks: bool = True,
-    intercept: bool = True,
-    write: bool = True,
     report: bool = True,
     verbose: bool = False,
     progress: bool = True,
@@ -118,9 +116,6 @@ def simulate(
         run_dir: output directory (default: ``scenario.output.dir`` or ``runs/<name>-<timestamp>``).
         base_dir: folder that relative data/checkpoint paths are resolved from (the scenario file's folder).
         executor: ``local`` or ``ray``; default: ``scenario.executor.kind`` (``auto`` → ``ray``).
-        attacks: run the scenario's attacks (``False``: train only; benchmarks).
-        intercept: wrap the strategy with the interceptor (``False``: plain strategy; benchmarks).
-        write: write the run directory (``False``: benchmarks).
         report: build figures and report.html at the end.
         verbose: show Flower's and Ray's logs.
         progress: show the progress display.
@@ -129,6 +124,22 @@ def simulate(
     Returns:
         The result; ``result.problems`` lists what makes the run incomplete (missing rounds or replies).
     """
+    attacks_on_ray = bool(scenario.attacks) and (executor or scenario.executor.kind) != "local"
+
+    def prepare() -> ServerSide:
+        return ServerSide.prepare(scenario, run_dir=run_dir, base_dir=base_dir, executor=executor, progress=progress)
+
+    return run_on_flower(scenario, prepare, base_dir=base_dir, attacks_on_ray=attacks_on_ray, verbose=verbose,
+                         ray_temp_dir=ray_temp_dir, report=report)
+
+
+def run_on_flower(
+    scenario: Scenario, prepare: Callable[[], ServerSide], *, base_dir: Path | None, attacks_on_ray: bool,
+    verbose: bool = False, ray_temp_dir: Path | None = None, report: bool = True,
+) -> SimulationResult:
+    """Join or start Ray, build the server side with ``prepare`` (after Ray is up: its executor may be a Ray pool),
+    run the federation on Flower's simulation engine, and return what it produced. :func:`simulate` is the usual
+    caller; benchmarks call it with a server side prepared without attacks, interception or output."""
     from fedleak.runtime.cluster import cluster_address
 
     if cluster_address(scenario.executor.address) is None:
@@ -138,10 +149,9 @@ def simulate(
     configure_logging(verbose)
     from fedleak.clients.app import build_client_app
 
-    resources = _join_cluster(scenario, executor, attacks)
+    resources = _join_cluster(scenario, attacks_on_ray)
     try:
-        server = ServerSide.prepare(scenario, run_dir=run_dir, base_dir=base_dir, executor=executor,
-                                    attacks=attacks, intercept=intercept, write=write, progress=progress)
+        server = prepare()
         client_app = build_client_app(scenario, base_dir)
         with server.display:
             try:
@@ -153,21 +163,20 @@ def simulate(
                 raise
     finally:
         _leave_cluster()
-    return server.result(report=write and report)
+    return server.result(report=report)
 
 
-def _join_cluster(scenario: Scenario, executor: str | None, attacks: bool) -> dict[str, float] | None:
+def _join_cluster(scenario: Scenario, attacks_on_ray: bool) -> dict[str, float] | None:
     """Connect to ``executor.address`` (or RAY_ADDRESS) when set and check it offers the attackers' resource;
     on a local run, the custom resource the local Ray instance must offer instead."""
     from fedleak.runtime.cluster import check_resource, cluster_address, connect
 
     ex = scenario.executor
-    on_ray = attacks and bool(scenario.attacks) and (executor or ex.kind) != "local"
     address = cluster_address(ex.address)
     if address is None:
-        return {ex.resource: ex.workers} if on_ray else None
+        return {ex.resource: ex.workers} if attacks_on_ray else None
     connect(address)
-    if on_ray:
+    if attacks_on_ray:
         check_resource(ex.resource, address)
     return None
 
