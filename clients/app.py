@@ -28,6 +28,7 @@ from fedleak.clients.update import (
     total_steps,
     train_update,
 )
+from fedleak.config.loader import scenario_from_json
 from fedleak.config.schema import Scenario
 from fedleak.federated_data import FederatedData, federated_data
 from fedleak.participation import rounds_taken_part
@@ -87,17 +88,14 @@ def build_client_app(scenario: Scenario, base_dir: Path | None = None) -> Client
     scenario_json = scenario.model_dump_json()
     app = ClientApp(mods=[make_defense_mod(scenario_json, client_id)])
 
-    def _scenario() -> Scenario:
-        return Scenario.model_validate_json(scenario_json)
-
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        scenario = _scenario()
+        scenario = scenario_from_json(scenario_json)
         return _train_reply(msg, scenario, federated_data(scenario, base_dir), client_id(context))
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
-        scenario = _scenario()
+        scenario = scenario_from_json(scenario_json)
         data = federated_data(scenario, base_dir)
         model = data.model_spec().build()
         model.load_state_dict(msg.content[protocol.SERVER_ARRAYS].to_torch_state_dict())

@@ -14,7 +14,7 @@ from flwr.app import ArrayRecord, Context, Message, MessageType
 
 from fedleak import protocol
 from fedleak.clients.defenses import apply_defense, is_transform, noise_generator
-from fedleak.config.schema import Scenario
+from fedleak.config.loader import scenario_from_json
 
 #: ``call_next`` of a mod: the rest of the chain, ending in the ClientApp.
 CallNext = Callable[[Message, Context], Message]
@@ -27,7 +27,7 @@ def make_defense_mod(scenario_json: str, client_id: Callable[[Context], int]):
         reply = call_next(msg, context)
         if msg.metadata.message_type != MessageType.TRAIN or reply.has_error():
             return reply
-        scenario = Scenario.model_validate_json(scenario_json)
+        scenario = scenario_from_json(scenario_json)
         client = client_id(context)
         defense = scenario.client_defense(client)
         if not is_transform(defense):

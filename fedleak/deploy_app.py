@@ -117,18 +117,18 @@ def write_status(result: Any, extra_problems: list[str]) -> None:
 
 
 client_app = ClientApp()
-_client_apps: dict[tuple[str, str], ClientApp] = {}
+#: The simulation's ClientApp per run id: the run's scenario file is read and validated once per process and run.
+_client_apps: dict[int, ClientApp] = {}
 
 
 def _scenario_client_app(context: Context) -> ClientApp:
-    """The simulation's ClientApp for the run's scenario (cached: a SuperNode may reuse its ClientApp process)."""
+    """The simulation's ClientApp for the run's scenario (a SuperNode may reuse its ClientApp process)."""
     from fedleak.clients.app import build_client_app
 
-    scenario, base_dir, _, _ = read_run_config(dict(context.run_config))
-    key = (scenario.model_dump_json(), str(base_dir))
-    if key not in _client_apps:
-        _client_apps[key] = build_client_app(scenario, base_dir)
-    return _client_apps[key]
+    if context.run_id not in _client_apps:
+        scenario, base_dir, _, _ = read_run_config(dict(context.run_config))
+        _client_apps[context.run_id] = build_client_app(scenario, base_dir)
+    return _client_apps[context.run_id]
 
 
 @client_app.train()

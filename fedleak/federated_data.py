@@ -7,7 +7,6 @@ gets identical shards and batches.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -80,11 +79,19 @@ class FederatedData:
         return torch.as_tensor(images, dtype=torch.float32), torch.as_tensor(labels, dtype=torch.int64)
 
 
-@functools.lru_cache(maxsize=4)
-def _cached(scenario_json: str, base_dir: str | None) -> FederatedData:
-    return FederatedData(Scenario.model_validate_json(scenario_json), Path(base_dir) if base_dir else None)
+#: The scenarios' data loaded in this process, newest last: (scenario id, base_dir) → data. The data holds its
+#: scenario, so an id stays valid while its entry lives.
+_LOADED: dict[tuple[int, str | None], FederatedData] = {}
+_KEEP = 4
 
 
 def federated_data(scenario: Scenario, base_dir: Path | None = None) -> FederatedData:
-    """The scenario's data, loaded once per process (Flower runs many ClientApp calls in one worker)."""
-    return _cached(scenario.model_dump_json(), str(base_dir) if base_dir else None)
+    """The scenario's data, loaded once per process and scenario object (Flower runs many ClientApp calls in one
+    worker, all with the same validated scenario: see :func:`fedleak.config.loader.scenario_from_json`)."""
+    key = (id(scenario), str(base_dir) if base_dir else None)
+    data = _LOADED.get(key)
+    if data is None or data.scenario is not scenario:
+        data = _LOADED[key] = FederatedData(scenario, base_dir)
+        while len(_LOADED) > _KEEP:
+            _LOADED.pop(next(iter(_LOADED)))
+    return data

@@ -124,3 +124,18 @@ def test_unknown_attack_parameter_names_the_field(tmp_path: Path, capsys) -> Non
 
 def test_user_error_is_single_line() -> None:
     assert "\n" not in str(UserError("first line\n  second line"))
+
+
+def test_a_shipped_scenario_is_validated_once_per_process_and_shares_its_data(monkeypatch):
+    from fedleak.config.loader import scenario_from_json
+    from fedleak.config.schema import Scenario
+    from fedleak.federated_data import federated_data
+
+    text = load_scenario(ROOT / "scenarios" / "smoke.yaml").model_dump_json()
+    scenario_from_json.cache_clear()
+    calls = []
+    original = Scenario.model_validate_json
+    monkeypatch.setattr(Scenario, "model_validate_json", lambda data: calls.append(1) or original(data))
+    first = scenario_from_json(text)
+    assert all(scenario_from_json(text) is first for _ in range(5)) and len(calls) == 1
+    assert federated_data(first) is federated_data(first)

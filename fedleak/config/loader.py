@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +108,10 @@ def _check_dp_sgd_model(scenario: Scenario, source: str) -> None:
     if problem:
         raise UserError(f"{source}: defense dp_sgd: Opacus cannot train model {scenario.training.model!r} "
                         f"({problem}); choose a model without BatchNorm, e.g. lenet")
+
+
+@functools.lru_cache(maxsize=8)
+def scenario_from_json(text: str) -> Scenario:
+    """A scenario shipped as JSON (ClientApps and mods are pickled into workers), validated once per process: every
+    message of a run then shares one Scenario object, which also keys the process's loaded data."""
+    return Scenario.model_validate_json(text)
