@@ -19,29 +19,22 @@ import torch
 
 from fedleak.config.schema import Defense, LocalDpDefense, PruneDefense, QuantizeDefense
 from fedleak.privacy import calibrate_gaussian_sigma
+from fedleak.registry import Registry
 
 Update = dict[str, torch.Tensor]
 #: (floating tensors of the update, the defense's settings, a seeded generator) -> defended tensors
 Transform = Callable[[Update, Defense, torch.Generator], Update]
 
-_TRANSFORMS: dict[str, Transform] = {}
-
-
-def register_transform(kind: str) -> Callable[[Transform], Transform]:
-    """Register the transform of a defense kind; a second registration of the same kind is an error."""
-
-    def decorate(fn: Transform) -> Transform:
-        if kind in _TRANSFORMS:
-            raise ValueError(f"defense {kind!r} is already registered")
-        _TRANSFORMS[kind] = fn
-        return fn
-
-    return decorate
+#: The defenses that transform the finished update, by kind. Every other defense kind of the schema is ``none`` or
+#: acts during training (:data:`DURING_TRAINING`); a test checks that each kind is handled exactly once.
+TRANSFORMS: Registry[Transform] = Registry("defense transform")
+#: Defense kinds applied inside the training loop rather than to its result: DP-SGD (clients/dp_sgd.py).
+DURING_TRAINING = frozenset({"dp_sgd"})
 
 
 def is_transform(defense: Defense) -> bool:
     """Whether the defense acts on the finished update (else it is ``none`` or acts during training)."""
-    return defense.kind in _TRANSFORMS
+    return defense.kind in TRANSFORMS
 
 
 def defense_label(defense: Defense) -> str:
@@ -80,7 +73,7 @@ def apply_defense(
     floating = {k: v for k, v in update.items() if v.is_floating_point()}
     if sent is not None:
         floating = {k: v - sent[k] for k, v in floating.items()}
-    defended = _TRANSFORMS[defense.kind](floating, defense, generator)
+    defended = TRANSFORMS.get(defense.kind)(floating, defense, generator)
     if sent is not None:
         defended = {k: sent[k] + v for k, v in defended.items()}
     return {k: defended.get(k, v) for k, v in update.items()}
@@ -98,7 +91,7 @@ def local_dp_std(defense: LocalDpDefense) -> float:
     return calibrate_gaussian_sigma(defense.epsilon, defense.delta, local_dp_sensitivity(defense))
 
 
-@register_transform("local_dp")
+@TRANSFORMS.register("local_dp")
 def _local_dp(update: Update, defense: LocalDpDefense, generator: torch.Generator) -> Update:
     norm = math.sqrt(sum(float(v.double().pow(2).sum()) for v in update.values()))
     scale = min(1.0, defense.clipping_norm / norm) if norm > 0 else 1.0
@@ -109,7 +102,7 @@ def _local_dp(update: Update, defense: LocalDpDefense, generator: torch.Generato
     }
 
 
-@register_transform("prune")
+@TRANSFORMS.register("prune")
 def _prune(update: Update, defense: PruneDefense, generator: torch.Generator) -> Update:
     pruned = {}
     for k, v in update.items():
@@ -123,7 +116,7 @@ def _prune(update: Update, defense: PruneDefense, generator: torch.Generator) ->
     return pruned
 
 
-@register_transform("quantize")
+@TRANSFORMS.register("quantize")
 def _quantize(update: Update, defense: QuantizeDefense, generator: torch.Generator) -> Update:
     levels = 2 ** (defense.bits - 1) - 1
     quantized = {}

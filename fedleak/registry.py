@@ -41,3 +41,7 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+    def values(self) -> list[T]:
+        """The registered objects, in name order."""
+        return [self._items[name] for name in self.names()]

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from fedleak.config.schema import Scenario
+from fedleak.config.schema import DEFENSE_SETTINGS, PARTITION_SETTINGS, Scenario
 from fedleak.errors import UserError
 
 
@@ -61,9 +61,10 @@ def _describe(exc: ValidationError) -> str:
     return f"{field}: {message}{shown}" if field else f"{message}{shown}"
 
 
+#: The branch names pydantic puts into an error's path: the kinds of the tagged unions and the plain types.
 _UNION_TAGS = {
-    "iid", "dirichlet", "shards", "sizes", "str", "int", "float", "bool", "list[int]", "list[float]",
-    "none", "local_dp", "prune", "quantize", "dp_sgd",
+    *PARTITION_SETTINGS.names(), *DEFENSE_SETTINGS.names(),
+    "str", "int", "float", "bool", "list[int]", "list[float]",
 }
 
 

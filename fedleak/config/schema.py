@@ -17,12 +17,15 @@ A scenario YAML has these sections; everything but ``data``, ``clients`` and ``t
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fedleak.defaults import DEFAULT_SUCCESS_PSNR
+from fedleak.registry import Registry
 from fedleak.types import ThreatModel
 
 DatasetName = Literal["mnist", "fashion_mnist", "cifar10", "cifar100", "lfw"]
@@ -33,6 +36,32 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+#: The settings class of every ``clients.partition.kind`` and every defense ``kind``: the scenario's unions are built
+#: from these, and the implementations (fedleak/data/partitioning.py, fedleak/clients/defenses.py) are checked
+#: against them by a test.
+PARTITION_SETTINGS: Registry[type[Strict]] = Registry("partition")
+DEFENSE_SETTINGS: Registry[type[Strict]] = Registry("defense")
+
+
+def kind_of(settings: type[Strict]) -> str:
+    """The ``kind`` tag a settings class declares (its ``kind: Literal[...]`` field)."""
+    return get_args(settings.model_fields["kind"].annotation)[0]
+
+
+def settings_of(registry: Registry[type[Strict]]):
+    """Class decorator: register a settings class under its own ``kind``."""
+    def register(settings: type[Strict]) -> type[Strict]:
+        registry.add(kind_of(settings), settings)
+        return settings
+
+    return register
+
+
+def tagged_union(registry: Registry[type[Strict]]) -> Any:
+    """The discriminated union (on ``kind``) of every settings class in ``registry``."""
+    return Annotated[functools.reduce(operator.or_, registry.values()), Field(discriminator="kind")]
 
 
 class DataConfig(Strict):
@@ -62,15 +91,18 @@ class DataConfig(Strict):
         return self
 
 
+@settings_of(PARTITION_SETTINGS)
 class IidPartition(Strict):
     kind: Literal["iid"] = "iid"
 
 
+@settings_of(PARTITION_SETTINGS)
 class DirichletPartition(Strict):
     kind: Literal["dirichlet"]
     alpha: PositiveFloat = 0.5
 
 
+@settings_of(PARTITION_SETTINGS)
 class ShardPartition(Strict):
     """Sort by label, cut into ``count × shards_per_client`` shards, deal them out (McMahan et al.)."""
 
@@ -78,6 +110,7 @@ class ShardPartition(Strict):
     shards_per_client: PositiveInt = 2
 
 
+@settings_of(PARTITION_SETTINGS)
 class SizesPartition(Strict):
     """Client i gets ``sizes[i]`` images: IID, or with ``alpha`` each client's labels follow its own
     Dirichlet(alpha) mix of the classes (smaller alpha, fewer classes per client)."""
@@ -87,17 +120,17 @@ class SizesPartition(Strict):
     alpha: PositiveFloat | None = None
 
 
-Partition = Annotated[
-    IidPartition | DirichletPartition | ShardPartition | SizesPartition, Field(discriminator="kind")
-]
+Partition = tagged_union(PARTITION_SETTINGS)
 
 
+@settings_of(DEFENSE_SETTINGS)
 class NoDefense(Strict):
     """The update leaves the client as computed."""
 
     kind: Literal["none"] = "none"
 
 
+@settings_of(DEFENSE_SETTINGS)
 class LocalDpDefense(Strict):
     """Local differential privacy on the update, shaped like Flower's ``LocalDpMod``: clip the update (the
     gradient, or ``w_new − w_global``) to L2 norm ``clipping_norm`` over all tensors, then add Gaussian noise to
@@ -113,6 +146,7 @@ class LocalDpDefense(Strict):
     sensitivity: PositiveFloat | None = None
 
 
+@settings_of(DEFENSE_SETTINGS)
 class PruneDefense(Strict):
     """Gradient pruning (the defense studied in DLG, arXiv 1906.08935): in every tensor of the update, zero the
     ``ratio`` share of entries with the smallest magnitude."""
@@ -121,6 +155,7 @@ class PruneDefense(Strict):
     ratio: Annotated[float, Field(ge=0, lt=1)] = 0.9
 
 
+@settings_of(DEFENSE_SETTINGS)
 class QuantizeDefense(Strict):
     """Uniform symmetric quantisation of every tensor of the update to ``bits`` bits (``2^(bits−1) − 1`` levels on
     each side of zero, scaled to the tensor's largest magnitude, rounded to nearest)."""
@@ -129,6 +164,7 @@ class QuantizeDefense(Strict):
     bits: Annotated[int, Field(ge=2, le=16)] = 8
 
 
+@settings_of(DEFENSE_SETTINGS)
 class DpSgdDefense(Strict):
     """DP-SGD (Abadi et al. 2016, arXiv 1607.00133) with Opacus: every local step clips each sample's gradient to
     ``max_grad_norm`` and adds Gaussian noise of ``noise_multiplier · max_grad_norm`` to their sum; batches are
@@ -142,9 +178,7 @@ class DpSgdDefense(Strict):
     delta: Annotated[float, Field(gt=0, lt=1)] = 1e-5
 
 
-Defense = Annotated[
-    NoDefense | LocalDpDefense | PruneDefense | QuantizeDefense | DpSgdDefense, Field(discriminator="kind")
-]
+Defense = tagged_union(DEFENSE_SETTINGS)
 
 
 class ClientOverride(Strict):

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from fedleak.config.schema import DataConfig
@@ -15,10 +16,13 @@ from fedleak.data.batches import client_batch_indices
 from fedleak.data.bundled import load_bundled
 from fedleak.data.files import load_folder, load_npz, load_single_image
 from fedleak.data.imageset import DATASETS, DatasetInfo, ImageSet
-from fedleak.data.partitioning import label_histogram, partition, split_eval
+from fedleak.data.partitioning import PARTITIONS, label_histogram, partition, split_eval
+from fedleak.registry import Registry
 
 __all__ = [
     "DATASETS",
+    "DATA_SOURCES",
+    "PARTITIONS",
     "DatasetInfo",
     "ImageSet",
     "client_batch_indices",
@@ -43,22 +47,41 @@ def load_images(cfg: DataConfig, base_dir: Path | None = None) -> ImageSet:
     Raises:
         UserError: A missing file, wrong array names or shapes, a label out of range, a split the source lacks.
     """
-    path = _resolve(cfg.path, base_dir)
-    if cfg.source == "bundled":
-        return load_bundled(cfg.dataset, cfg.split, cfg.image_size)
-    if cfg.source == "npz":
-        return load_npz(cfg.dataset, path, cfg.image_size)
-    if cfg.source == "folder":
-        return load_folder(cfg.dataset, path, cfg.image_size)
-    if cfg.source == "image":
-        assert cfg.label is not None  # the schema requires it for this source
-        return load_single_image(cfg.dataset, path, cfg.label, cfg.image_size)
-    if cfg.source == "torchvision":
-        from fedleak.data.tv import load_torchvision  # torchvision imports slowly; only when asked for
+    return DATA_SOURCES.get(cfg.source)(cfg, _resolve(cfg.path, base_dir), base_dir)
 
-        return load_torchvision(cfg.dataset, path or _resolve("data", base_dir), cfg.split, cfg.download,
-                                cfg.image_size)
-    raise AssertionError(f"unhandled data.source {cfg.source!r}")
+
+#: (the data section, its resolved ``path`` or None, the scenario's folder) → the images.
+SourceLoader = Callable[[DataConfig, Path | None, Path | None], ImageSet]
+#: One loader per ``data.source``; the schema's source names must all be here (a test checks).
+DATA_SOURCES: Registry[SourceLoader] = Registry("data source")
+
+
+@DATA_SOURCES.register("bundled")
+def _bundled(cfg: DataConfig, path: Path | None, base_dir: Path | None) -> ImageSet:
+    return load_bundled(cfg.dataset, cfg.split, cfg.image_size)
+
+
+@DATA_SOURCES.register("npz")
+def _npz(cfg: DataConfig, path: Path | None, base_dir: Path | None) -> ImageSet:
+    return load_npz(cfg.dataset, path, cfg.image_size)
+
+
+@DATA_SOURCES.register("folder")
+def _folder(cfg: DataConfig, path: Path | None, base_dir: Path | None) -> ImageSet:
+    return load_folder(cfg.dataset, path, cfg.image_size)
+
+
+@DATA_SOURCES.register("image")
+def _image(cfg: DataConfig, path: Path | None, base_dir: Path | None) -> ImageSet:
+    assert cfg.label is not None  # the schema requires it for this source
+    return load_single_image(cfg.dataset, path, cfg.label, cfg.image_size)
+
+
+@DATA_SOURCES.register("torchvision")
+def _torchvision(cfg: DataConfig, path: Path | None, base_dir: Path | None) -> ImageSet:
+    from fedleak.data.tv import load_torchvision  # torchvision imports slowly; only when asked for
+
+    return load_torchvision(cfg.dataset, path or _resolve("data", base_dir), cfg.split, cfg.download, cfg.image_size)
 
 
 def _resolve(path: str | None, base_dir: Path | None) -> Path | None:

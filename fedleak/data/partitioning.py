@@ -20,6 +20,9 @@ iid, dirichlet and shards put every training index in exactly one shard.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from fedleak.config.schema import (
@@ -30,6 +33,7 @@ from fedleak.config.schema import (
     SizesPartition,
 )
 from fedleak.errors import UserError
+from fedleak.registry import Registry
 
 # Separate random streams for separate decisions, so changing one never shifts another.
 _EVAL_STREAM = 0x45A1
@@ -70,27 +74,49 @@ def partition(labels: np.ndarray, train_indices: np.ndarray, clients: ClientsCon
     """
     labels = np.asarray(labels)
     train = np.asarray(train_indices, dtype=np.int64)
-    count, scheme = clients.count, clients.partition
+    scheme = clients.partition
     rng = _rng(seed, _PARTITION_STREAM)
-    if isinstance(scheme, SizesPartition):
-        _check_sizes(train, scheme.sizes)
-        if scheme.alpha is None:
-            shards = _sizes(train, scheme.sizes, rng)
-        else:
-            shards = _sizes_skewed(labels[train], train, scheme.sizes, scheme.alpha, rng)
-    else:
-        if len(train) < count:
-            raise UserError(f"clients.count: {count} clients but only {len(train)} training images (after holding "
-                            f"out data.eval_fraction); use fewer clients or more data")
-        if isinstance(scheme, IidPartition):
-            shards = np.array_split(rng.permutation(train), count)
-        elif isinstance(scheme, DirichletPartition):
-            shards = _dirichlet(labels[train], train, count, scheme.alpha, rng)
-        elif isinstance(scheme, ShardPartition):
-            shards = _label_shards(labels[train], train, count, scheme.shards_per_client, rng)
-        else:  # pragma: no cover — the schema admits no other kind
-            raise UserError(f"clients.partition: unknown kind {scheme.kind!r}")
+    shards = PARTITIONS.get(scheme.kind)(labels, train, clients.count, scheme, rng)
     return [np.sort(shard).astype(np.int64) for shard in shards]
+
+
+#: (labels of the whole set, training indices, client count, the partition's settings, rng) → one shard per client.
+PartitionFn = Callable[[np.ndarray, np.ndarray, int, Any, np.random.Generator], list[np.ndarray]]
+#: One function per ``clients.partition.kind``; the schema's partition kinds must all be here (a test checks).
+PARTITIONS: Registry[PartitionFn] = Registry("partition")
+
+
+def _need_an_image_per_client(train: np.ndarray, count: int) -> None:
+    if len(train) < count:
+        raise UserError(f"clients.count: {count} clients but only {len(train)} training images (after holding "
+                        f"out data.eval_fraction); use fewer clients or more data")
+
+
+@PARTITIONS.register("iid")
+def _iid(labels, train, count: int, scheme: IidPartition, rng: np.random.Generator) -> list[np.ndarray]:
+    _need_an_image_per_client(train, count)
+    return np.array_split(rng.permutation(train), count)
+
+
+@PARTITIONS.register("dirichlet")
+def _dirichlet_partition(labels, train, count: int, scheme: DirichletPartition,
+                         rng: np.random.Generator) -> list[np.ndarray]:
+    _need_an_image_per_client(train, count)
+    return _dirichlet(labels[train], train, count, scheme.alpha, rng)
+
+
+@PARTITIONS.register("shards")
+def _shards_partition(labels, train, count: int, scheme: ShardPartition, rng: np.random.Generator) -> list[np.ndarray]:
+    _need_an_image_per_client(train, count)
+    return _label_shards(labels[train], train, count, scheme.shards_per_client, rng)
+
+
+@PARTITIONS.register("sizes")
+def _sizes_partition(labels, train, count: int, scheme: SizesPartition, rng: np.random.Generator) -> list[np.ndarray]:
+    _check_sizes(train, scheme.sizes)
+    if scheme.alpha is None:
+        return _sizes(train, scheme.sizes, rng)
+    return _sizes_skewed(labels[train], train, scheme.sizes, scheme.alpha, rng)
 
 
 def _check_sizes(train: np.ndarray, sizes: list[int]) -> None:
