@@ -286,7 +286,6 @@ def deploy(
     log_dir = run_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    stop_seconds = 0.0
     with tempfile.TemporaryDirectory(prefix="fedleak-flwr-home-") as flwr_home, _sigterm_as_interrupt():
         # The SuperLink and SuperNodes start flower-superexec / flwr-serverapp / flwr-clientapp through PATH.
         env = {**os.environ, **quiet_env(verbose), "FLWR_HOME": flwr_home,
@@ -295,41 +294,60 @@ def deploy(
         Path(flwr_home, "config.toml").write_text(flower_config(superlink_port))
         processes = Processes(log_dir, env, marker)
         try:
-            processes.start("superlink", superlink_command(bin_dir, superlink_port, isolation))
-            wait_for_port(superlink_port, 60, processes, "superlink")
-            nodes = []
-            for partition, port in enumerate(node_ports):
-                name = f"supernode-{partition}"
-                processes.start(name, supernode_command(bin_dir, superlink_port, port, partition, num_clients,
-                                                        isolation))
-                nodes.append(name)
-            if isolation == "process":
-                processes.start("superexec-serverapp", superexec_command(bin_dir, superlink_port))
-                nodes.append("superexec-serverapp")
-                for partition, port in enumerate(node_ports):
-                    wait_for_port(port, 60, processes, f"supernode-{partition}")
-                    processes.start(f"superexec-clientapp-{partition}", superexec_command(bin_dir, port))
-                    nodes.append(f"superexec-clientapp-{partition}")
+            nodes = start_federation(processes, bin_dir, superlink_port, node_ports, isolation)
             say(f"SuperLink on 127.0.0.1:{superlink_port}, {num_clients} SuperNodes on ports "
                 f"{node_ports[0]}–{node_ports[-1]}; logs in {log_dir}")
             run_config = write_run_config(Path(flwr_home, "run_config.toml"), scenario_path.resolve(), run_dir,
                                           executor)
             run = processes.start("flwr-run", run_command(bin_dir, app, run_config))
-            deadline = None if timeout_s is None else time.monotonic() + timeout_s
-            while run.poll() is None:
-                processes.check_alive(["superlink", *nodes])
-                if deadline is not None and time.monotonic() > deadline:
-                    raise DeployError(f"the run did not finish within {timeout_s:.0f} s; logs in {log_dir}")
-                time.sleep(0.5)
-            run_code = run.returncode
+            run_code = wait_for_run(run, processes, ["superlink", *nodes], timeout_s, log_dir)
         finally:
             stopping = time.perf_counter()
             leftovers = processes.stop_all()
             stop_seconds = time.perf_counter() - stopping
             if leftovers:
                 say(f"killed {len(leftovers)} process(es) that ignored SIGTERM")
-    result = DeployResult(run_dir=run_dir, seconds=time.perf_counter() - start, stop_seconds=stop_seconds,
-                          marker=processes.marker)
+    return collect_result(run_dir, processes, run_code, time.perf_counter() - start, stop_seconds)
+
+
+def start_federation(processes: Processes, bin_dir: Path, superlink_port: int, node_ports: list[int],
+                     isolation: str) -> list[str]:
+    """Start the SuperLink, one SuperNode per port (and, with ``process`` isolation, their SuperExecs); return the
+    names of the processes besides the SuperLink that must stay alive."""
+    processes.start("superlink", superlink_command(bin_dir, superlink_port, isolation))
+    wait_for_port(superlink_port, 60, processes, "superlink")
+    nodes = []
+    for partition, port in enumerate(node_ports):
+        name = f"supernode-{partition}"
+        processes.start(name, supernode_command(bin_dir, superlink_port, port, partition, len(node_ports),
+                                                isolation))
+        nodes.append(name)
+    if isolation == "process":
+        processes.start("superexec-serverapp", superexec_command(bin_dir, superlink_port))
+        nodes.append("superexec-serverapp")
+        for partition, port in enumerate(node_ports):
+            wait_for_port(port, 60, processes, f"supernode-{partition}")
+            processes.start(f"superexec-clientapp-{partition}", superexec_command(bin_dir, port))
+            nodes.append(f"superexec-clientapp-{partition}")
+    return nodes
+
+
+def wait_for_run(run: subprocess.Popen, processes: Processes, alive: list[str], timeout_s: float | None,
+                 log_dir: Path) -> int:
+    """Wait for ``flwr run`` to end while every process in ``alive`` keeps running; its exit code."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while run.poll() is None:
+        processes.check_alive(alive)
+        if deadline is not None and time.monotonic() > deadline:
+            raise DeployError(f"the run did not finish within {timeout_s:.0f} s; logs in {log_dir}")
+        time.sleep(0.5)
+    return run.returncode
+
+
+def collect_result(run_dir: Path, processes: Processes, run_code: int, seconds: float,
+                   stop_seconds: float) -> DeployResult:
+    """The ServerApp's account of the run (its status file), plus what went wrong with ``flwr run`` itself."""
+    result = DeployResult(run_dir=run_dir, seconds=seconds, stop_seconds=stop_seconds, marker=processes.marker)
     status_path = run_dir / STATUS_FILE
     if status_path.is_file():
         result.status = json.loads(status_path.read_text())
