@@ -6,7 +6,7 @@ import torch
 
 from fedleak.attacks import ATTACKS, Attack, register_attack
 from fedleak.config.schema import AttackConfig
-from fedleak.runtime import job_seed, make_executor, resolve_device
+from fedleak.runtime import job_seed, make_executor
 from fedleak.runtime.local import LocalExecutor
 from fedleak.types import ModelSpec, Observation, Reconstruction, ThreatModel
 
@@ -82,8 +82,3 @@ def test_job_seed_is_stable_and_distinct_per_round_and_client():
     executor = LocalExecutor(device="cpu", seed=0)
     outcome = executor.submit(_observation(2, 1), AttackConfig(name="test_exec_noise"), None).result()
     assert outcome.reconstruction.diagnostics["seed"] == job_seed(0, "test_exec_noise", _observation(2, 1))
-
-
-def test_device_resolution():
-    assert resolve_device("cpu") == "cpu"
-    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
