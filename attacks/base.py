@@ -16,8 +16,6 @@ import torch
 from fedleak.registry import Registry
 from fedleak.types import Observation, Reconstruction
 
-THREAT = "honest-but-curious server"
-
 
 class Attack:
     """Base class. Subclasses set ``Config`` (a dataclass) and implement :meth:`reconstruct`."""
@@ -37,8 +35,19 @@ class Attack:
         raise NotImplementedError
 
     def __call__(self, observation: Observation) -> Reconstruction:
-        """Run the attack; any exception or non-finite output becomes a failed Reconstruction."""
-        return run_attack(self, observation)
+        """Run the attack, timed; a crash or non-finite output becomes a failed Reconstruction instead of a dead run.
+        The one way every caller (executors, ``fedleak attack``, benchmarks) runs an attack."""
+        start = time.perf_counter()
+        try:
+            result = self.reconstruct(observation)
+        except Exception as exc:  # noqa: BLE001 — an attack crash is a result, not a dead run
+            return Reconstruction.failed(f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - start)
+        result.seconds = time.perf_counter() - start
+        if observation.kind != "gradient":
+            # Every row says how a multi-step update was attacked: an attack that does not simulate the client's
+            # steps (it sets "simulate"/"simulate_epochs" itself) solved the pseudo-gradient (w_old - w_new)/(lr·steps).
+            result.diagnostics.setdefault("update_mode", "pseudo_gradient")
+        return _checked(result)
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")
@@ -80,18 +89,8 @@ def get_attack(name: str, device: str | torch.device = "cpu", seed: int = 0, **p
     return cls(cls.Config(**params), device=device, seed=seed)
 
 
-def run_attack(attack: Attack, observation: Observation) -> Reconstruction:
-    """Time the attack and turn crashes and divergence into recorded failures instead of dead runs."""
-    start = time.perf_counter()
-    try:
-        result = attack.reconstruct(observation)
-    except Exception as exc:  # noqa: BLE001 — an attack crash is a result, not a dead run
-        return Reconstruction.failed(f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - start)
-    result.seconds = time.perf_counter() - start
-    if observation.kind != "gradient":
-        # Every row says how a multi-step update was attacked: an attack that does not simulate the client's
-        # steps (it sets "simulate"/"simulate_epochs" itself) solved the pseudo-gradient (w_old - w_new)/(lr·steps).
-        result.diagnostics.setdefault("update_mode", "pseudo_gradient")
+def _checked(result: Reconstruction) -> Reconstruction:
+    """Non-finite pixels fail the result; images are clamped to [0, 1] and moved to the CPU, labels too."""
     if result.status == "ok" and result.images is not None:
         if not torch.isfinite(result.images).all():
             result.status, result.reason = "failed", "diverged: non-finite pixels"

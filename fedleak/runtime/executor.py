@@ -111,7 +111,8 @@ def job_seed(base_seed: int, attack: str, observation: Observation) -> int:
 
 
 def run_one(observation: Observation, attack: AttackConfig, device: str, seed: int) -> Reconstruction:
-    """Build the attack and run it on the observation; any error becomes a failed Reconstruction."""
+    """Build the attack from its scenario entry and call it (``Attack.__call__`` times it and records crashes); a
+    setup error (bad parameters) becomes a failed Reconstruction too."""
     from fedleak.attacks import get_attack
 
     try:
