@@ -50,10 +50,6 @@ class ConvGeometry:
         return self.in_channels * self.pixels
 
     @property
-    def unknowns_padded(self) -> int:
-        return self.in_channels * (self.in_h + 2 * self.padding) * (self.in_w + 2 * self.padding)
-
-    @property
     def gradient_rows(self) -> int:
         """Gradient constraints per channel: filters × kernel area."""
         return self.out_channels * self.kernel * self.kernel

@@ -156,8 +156,8 @@ class CocktailPartyAttack(Attack):
         intensity: Literal["bias", "minmax"] = "bias"
         max_iterations: int = 1000
         tolerance: float = 1e-7
-        #: Torch CPU threads during the attack (restored afterwards); None keeps the process setting. One thread,
-        #: because on a busy 2-core machine two threads made a 64-image CIFAR-10 attack 20× slower (0.6 → 12 s).
+        #: Torch CPU threads during the attack (restored afterwards); None keeps the process setting. One thread by
+        #: default: where clients train on the same cores, more threads oversubscribe them (bench/README.md, CPA).
         cpu_threads: int | None = 1
 
         def __post_init__(self) -> None:

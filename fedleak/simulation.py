@@ -62,7 +62,7 @@ def launch_flower(
         init_args["resources"] = dict(resources)
     backend_config = {
         # One CPU per client lets two clients train at once on two cores. Clients never take a GPU share: the
-        # attacker actors get the GPU (a client holding a share starved them, see the project's Flower notes).
+        # attacker actors get the GPU (clients holding a share left the attackers none: they never started).
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
         "init_args": init_args,
     }
