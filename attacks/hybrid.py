@@ -35,42 +35,6 @@ from fedleak.training import client_loss
 from fedleak.types import Observation, Reconstruction
 
 
-@dataclass
-class HybridConfig:
-    """Hybrid settings. ``(alpha, beta, gamma, iterations)`` per depth: the image layer, the layer above it, deeper.
-
-    Attributes:
-        image_weights / second_weights / deeper_weights: (alpha, beta, gamma) as in the paper.
-        image_iterations / second_iterations / deeper_iterations: Adam steps per correction (CPU-sized).
-        lr: Adam step size.
-        correct_unique_layers: also correct layers whose linear system is uniquely solvable and consistent
-            (relative residual below ``consistent_residual``); normally skipped, there is nothing to correct.
-        rcond / nullspace_limit / dead_tol: linear-system settings, as for ``rgap``.
-        label_method: label inference rule (see ``fedleak.attacks.labels.infer_labels``).
-    """
-
-    image_weights: tuple[float, float, float] = (1.0, 1.0, 0.05)
-    second_weights: tuple[float, float, float] = (1.0, 1.0, 0.1)
-    deeper_weights: tuple[float, float, float] = (10.0, 0.1, 1.0)
-    image_iterations: int = 400
-    second_iterations: int = 300
-    deeper_iterations: int = 200
-    lr: float = 0.01
-    correct_unique_layers: bool = False
-    consistent_residual: float = 1e-4
-    rcond: float = 1e-10
-    nullspace_limit: int = 1500
-    dead_tol: float = 1e-5
-    label_method: str = "auto"
-
-    def __post_init__(self) -> None:
-        for name in ("image_iterations", "second_iterations", "deeper_iterations"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        if self.lr <= 0:
-            raise ValueError("lr must be positive")
-
-
 class _TailUpdate:
     """Gradients of the layers at and above a conv layer, as a function of that layer's input.
 
@@ -96,7 +60,40 @@ class _TailUpdate:
 
 @register_attack("hybrid")
 class Hybrid(Attack):
-    Config = HybridConfig
+    @dataclass
+    class Config:
+        """Hybrid settings. ``(alpha, beta, gamma, iterations)`` per depth: the image layer, the layer above it, deeper.
+
+        Attributes:
+            image_weights / second_weights / deeper_weights: (alpha, beta, gamma) as in the paper.
+            image_iterations / second_iterations / deeper_iterations: Adam steps per correction (CPU-sized).
+            lr: Adam step size.
+            correct_unique_layers: also correct layers whose linear system is uniquely solvable and consistent
+                (relative residual below ``consistent_residual``); normally skipped, there is nothing to correct.
+            rcond / nullspace_limit / dead_tol: linear-system settings, as for ``rgap``.
+            label_method: label inference rule (see ``fedleak.attacks.labels.infer_labels``).
+        """
+
+        image_weights: tuple[float, float, float] = (1.0, 1.0, 0.05)
+        second_weights: tuple[float, float, float] = (1.0, 1.0, 0.1)
+        deeper_weights: tuple[float, float, float] = (10.0, 0.1, 1.0)
+        image_iterations: int = 400
+        second_iterations: int = 300
+        deeper_iterations: int = 200
+        lr: float = 0.01
+        correct_unique_layers: bool = False
+        consistent_residual: float = 1e-4
+        rcond: float = 1e-10
+        nullspace_limit: int = 1500
+        dead_tol: float = 1e-5
+        label_method: str = "auto"
+
+        def __post_init__(self) -> None:
+            for name in ("image_iterations", "second_iterations", "deeper_iterations"):
+                if getattr(self, name) < 0:
+                    raise ValueError(f"{name} must be >= 0")
+            if self.lr <= 0:
+                raise ValueError("lr must be positive")
 
     @staticmethod
     def policy(layer: ConvLayer, is_first: bool) -> tuple[bool, bool]:

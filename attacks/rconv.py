@@ -33,42 +33,39 @@ from fedleak.types import Observation, Reconstruction
 FIRST_LAYER_MODES = ("auto", "forward", "stacked", "gradient")
 
 
-@dataclass
-class RConvConfig:
-    """R-CONV settings.
-
-    Attributes:
-        first_layer: ``auto`` = both families stacked when the activation is invertible, else gradient constraints
-            only; or force ``forward`` / ``stacked`` / ``gradient``. The paper solves the first layer from forward
-            constraints alone; on ``rconv-lenet`` at 32×32×3 that square system has condition number ~1e6, which
-            turns the float32 rounding of the observed gradients into ~39 dB, while the stacked system (condition ~60)
-            gives > 100 dB.
-        fill_with_forward: use forward constraints for the part gradient constraints leave open; after a ReLU only
-            the rows of live units (``z = y > 0``) are known and used.
-        rcond: relative singular-value cut-off of the per-channel gradient systems.
-        dead_tol: ReLU outputs at or below ``dead_tol · max|y|`` count as dead (below the FC layer, whose input has
-            exact zeros, a dead unit's recovered output is only zero up to the rounding of the solves). On
-            ``rconv-lenet`` with ReLU over the first 100 CIFAR-10 test images: 1e-9 → 0 %, 1e-6 → 82 %, 1e-5 → 90 %,
-            1e-4 → 80 %, 1e-3 → 29 % at ≥ 40 dB (before ``relu_repair``).
-        relu_repair: check the live/dead pattern read with ``dead_tol`` against the layer's own gradient constraints
-            and correct it where it is inconsistent (see ``repair_relu_pattern``): fixes misread units near the
-            tolerance and the patterns left open by a rank-deficient layer above.
-    """
-
-    first_layer: str = "auto"
-    fill_with_forward: bool = True
-    rcond: float = 1e-10
-    dead_tol: float = 1e-5
-    relu_repair: bool = True
-
-    def __post_init__(self) -> None:
-        if self.first_layer not in FIRST_LAYER_MODES:
-            raise ValueError(f"first_layer must be one of {FIRST_LAYER_MODES}, got {self.first_layer!r}")
-
-
 @register_attack("rconv")
 class RConv(Attack):
-    Config = RConvConfig
+    @dataclass
+    class Config:
+        """R-CONV settings.
+
+        Attributes:
+            first_layer: ``auto`` = both families stacked when the activation is invertible, else gradient
+                constraints only; or force ``forward`` / ``stacked`` / ``gradient``. The paper solves the first layer
+                from forward constraints alone; on ``rconv-lenet`` at 32×32×3 that square system has condition number
+                ~1e6, which turns the float32 rounding of the observed gradients into ~39 dB, while the stacked
+                system (condition ~60) gives > 100 dB.
+            fill_with_forward: use forward constraints for the part gradient constraints leave open; after a ReLU only
+                the rows of live units (``z = y > 0``) are known and used.
+            rcond: relative singular-value cut-off of the per-channel gradient systems.
+            dead_tol: ReLU outputs at or below ``dead_tol · max|y|`` count as dead (below the FC layer, whose input has
+                exact zeros, a dead unit's recovered output is only zero up to the rounding of the solves). On
+                ``rconv-lenet`` with ReLU over the first 100 CIFAR-10 test images: 1e-9 → 0 %, 1e-6 → 82 %, 1e-5 → 90 %,
+                1e-4 → 80 %, 1e-3 → 29 % at ≥ 40 dB (before ``relu_repair``).
+            relu_repair: check the live/dead pattern read with ``dead_tol`` against the layer's own gradient constraints
+                and correct it where it is inconsistent (see ``repair_relu_pattern``): fixes misread units near the
+                tolerance and the patterns left open by a rank-deficient layer above.
+        """
+
+        first_layer: str = "auto"
+        fill_with_forward: bool = True
+        rcond: float = 1e-10
+        dead_tol: float = 1e-5
+        relu_repair: bool = True
+
+        def __post_init__(self) -> None:
+            if self.first_layer not in FIRST_LAYER_MODES:
+                raise ValueError(f"first_layer must be one of {FIRST_LAYER_MODES}, got {self.first_layer!r}")
 
     def policy(self, layer: ConvLayer, is_first: bool) -> tuple[bool, bool]:
         invertible = layer.activation.invertible

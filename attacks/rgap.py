@@ -30,22 +30,20 @@ from fedleak.attacks.rconv import analytic_result
 from fedleak.types import Observation, Reconstruction
 
 
-@dataclass
-class RGapConfig:
-    """R-GAP settings.
-
-    Attributes:
-        rcond: relative singular-value cut-off of the per-channel gradient systems and the null-space fill.
-        nullspace_limit: largest ``channels × nullity`` filled densely; bigger null spaces use a sparse stacked solve.
-    """
-
-    rcond: float = 1e-10
-    nullspace_limit: int = 1500
-
-
 @register_attack("rgap")
 class RGap(Attack):
-    Config = RGapConfig
+    @dataclass
+    class Config:
+        """R-GAP settings.
+
+        Attributes:
+            rcond: relative singular-value cut-off of the per-channel gradient systems and the null-space fill.
+            nullspace_limit: largest ``channels × nullity`` filled densely; bigger null spaces use a sparse stacked
+                solve.
+        """
+
+        rcond: float = 1e-10
+        nullspace_limit: int = 1500
 
     @staticmethod
     def policy(layer: ConvLayer, is_first: bool) -> tuple[bool, bool]:
