@@ -20,13 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from fedleak.attacks.base import Attack, register_attack
 from fedleak.attacks.dlg import DLG
-from fedleak.attacks.labels import infer_labels
-from fedleak.attacks.matching import check_choice, match_gradients
-from fedleak.attacks.matching_problem import matching_problem, random_init, to_reconstruction
+from fedleak.attacks.label_then_match import match_with_inferred_labels
+from fedleak.attacks.matching import check_choice
 from fedleak.types import Observation, Reconstruction
 
 
@@ -46,23 +43,3 @@ class IDLG(Attack):
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         return match_with_inferred_labels(observation, self.config, self.device, self.seed)
-
-
-def match_with_inferred_labels(observation: Observation, cfg, device: torch.device, seed: int) -> Reconstruction:
-    """Infer the labels from the last layer's gradient, then match data only under them.
-
-    iDLG's recipe, shared with Inverting Gradients. ``cfg`` provides ``local_steps_mode``, ``batch_size``,
-    ``label_method``, ``init``, ``tv_weight`` and ``match_config()``.
-    """
-    problem = matching_problem(observation, device, cfg.local_steps_mode, cfg.batch_size)
-    inferred = infer_labels(
-        problem.target, problem.num_classes, problem.batch_size, method=cfg.label_method,
-        known=observation.labels, model=problem.model, image_shape=problem.image_shape,
-    )
-    shape = (problem.batch_size, *problem.image_shape)
-    generator = torch.Generator().manual_seed(seed)
-    result = match_gradients(
-        problem.update_fn, problem.target, random_init(shape, cfg.init), inferred.labels, cfg.match_config(),
-        generator=generator,
-    )
-    return to_reconstruction(result, problem, inferred.labels, tv_weight=cfg.tv_weight, **inferred.diagnostics())

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fedleak.attacks.base import Attack, register_attack
-from fedleak.attacks.idlg import match_with_inferred_labels
+from fedleak.attacks.label_then_match import match_with_inferred_labels
 from fedleak.attacks.matching import MatchConfig, check_choice
 from fedleak.types import Observation, Reconstruction
 
