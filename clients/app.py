@@ -82,6 +82,25 @@ def _train_reply(msg: Message, scenario: Scenario, data: FederatedData, client: 
     return Message(content=content, reply_to=msg)
 
 
+def _evaluate_reply(msg: Message, data: FederatedData, client: int) -> Message:
+    """Loss and accuracy of the received global model on this client's slice of the held-out set."""
+    model = data.model_spec().build()
+    model.load_state_dict(msg.content[protocol.SERVER_ARRAYS].to_torch_state_dict())
+    model.eval()
+    server_round = int(msg.content[protocol.SERVER_CONFIG]["server-round"])
+    indices = data.eval_indices_of(client, server_round)
+    images, labels = data.get(indices)
+    loss, accuracy = evaluate_model(model, images, labels)
+    metrics = {protocol.NUM_EXAMPLES: len(indices), protocol.EVAL_LOSS: loss, protocol.EVAL_ACCURACY: accuracy}
+    return Message(content=RecordDict({protocol.METRICS: MetricRecord(metrics)}), reply_to=msg)
+
+
+def _query_reply(msg: Message, client: int) -> Message:
+    """The client's id, so the server can address the clients it samples."""
+    record = ConfigRecord({protocol.CLIENT_ID: client})
+    return Message(content=RecordDict({protocol.IDENTITY: record}), reply_to=msg)
+
+
 def build_client_app(scenario: Scenario, base_dir: Path | None = None) -> ClientApp:
     """A ClientApp that trains as ``scenario`` says; ``base_dir`` resolves the scenario's relative data paths."""
     # Ship the scenario as JSON: the app is pickled into every Ray worker, and a string travels safely.
@@ -96,20 +115,10 @@ def build_client_app(scenario: Scenario, base_dir: Path | None = None) -> Client
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
         scenario = scenario_from_json(scenario_json)
-        data = federated_data(scenario, base_dir)
-        model = data.model_spec().build()
-        model.load_state_dict(msg.content[protocol.SERVER_ARRAYS].to_torch_state_dict())
-        model.eval()
-        server_round = int(msg.content[protocol.SERVER_CONFIG]["server-round"])
-        indices = data.eval_indices_of(client_id(context), server_round)
-        images, labels = data.get(indices)
-        loss, accuracy = evaluate_model(model, images, labels)
-        metrics = {protocol.NUM_EXAMPLES: len(indices), protocol.EVAL_LOSS: loss, protocol.EVAL_ACCURACY: accuracy}
-        return Message(content=RecordDict({protocol.METRICS: MetricRecord(metrics)}), reply_to=msg)
+        return _evaluate_reply(msg, federated_data(scenario, base_dir), client_id(context))
 
     @app.query()
     def query(msg: Message, context: Context) -> Message:
-        record = ConfigRecord({protocol.CLIENT_ID: client_id(context)})
-        return Message(content=RecordDict({protocol.IDENTITY: record}), reply_to=msg)
+        return _query_reply(msg, client_id(context))
 
     return app
