@@ -1,13 +1,15 @@
 """Solving one conv layer's linear systems for its input, with a report of how well determined it was.
 
-Strategy (:func:`solve_layer`), all in float64:
+Strategy (:func:`solve_layer`), all in float64, one function per way of solving:
 1. gradient constraints per channel by SVD (one factorisation for all channels), giving a particular solution and the
-   null space ``N`` of ``A``;
+   null space ``N`` of ``A`` (:func:`_solve_from_gradient`);
 2. if ``A`` has full column rank, done (``D·K² ≥ H·W`` is necessary, not sufficient: stride and dead ReLUs cost rows);
 3. otherwise, with forward constraints, fill the null space: ``x = x_p + blockdiag(N) a`` with ``a`` the least-squares
-   solution of ``W blockdiag(N) a = z - W x_p`` (small when the null space is small), or, for big null spaces (first
-   layers), a sparse least-squares solve of the stacked system;
-4. without forward constraints the minimum-norm solution is returned and the deficiency reported.
+   solution of ``W blockdiag(N) a = z - W x_p`` (small when the null space is small, :func:`_fill_null_space_densely`),
+   or, for big null spaces (first layers), a sparse least-squares solve of the stacked system
+   (:func:`_solve_stacked_sparsely`);
+4. without forward constraints the minimum-norm solution is returned and the deficiency reported
+   (:func:`_minimum_norm`); forward constraints alone are one sparse least-squares solve (:func:`_solve_forward_only`).
 No dense matrix larger than a per-channel system (or a null-space block) is ever formed. The systems themselves are
 built in :mod:`fedleak.attacks.conv_constraints`.
 """
@@ -238,12 +240,23 @@ def solve_layer(
         nullspace_limit: largest ``C · nullity`` handled by the dense null-space fill; above it the stacked system is
             solved sparsely.
     """
-    C = geom.in_channels
     use_forward = use_forward and weight is not None and z is not None
     use_gradient = use_gradient and delta is not None and weight_grad is not None
     if not (use_forward or use_gradient):
         raise ValueError(f"layer {name}: no constraints to solve with")
-    report = LayerReport(
+    report = _empty_report(geom, name, use_gradient, use_forward)
+    forward = None
+    if use_forward:
+        forward = _known_preactivations(z)
+        report.forward_rows = int(forward[1].sum())
+    if not use_gradient:
+        return _solve_forward_only(geom, weight, *forward, report)
+    return _solve_from_gradient(geom, delta, weight_grad, weight, forward, rcond, nullspace_limit, report)
+
+
+def _empty_report(geom: ConvGeometry, name: str, use_gradient: bool, use_forward: bool) -> LayerReport:
+    """The report before solving: the counts of the constraint families in use."""
+    return LayerReport(
         layer=name,
         method="",
         unknowns=geom.unknowns,
@@ -251,71 +264,124 @@ def solve_layer(
         deficiency=None,
         deficiency_exact=True,
         gradient_rank_per_channel=None,
-        gradient_rows=geom.gradient_rows * C if use_gradient else 0,
+        gradient_rows=geom.gradient_rows * geom.in_channels if use_gradient else 0,
         forward_rows=geom.forward_rows if use_forward else None,
         filters_kernel_condition=geom.filters_kernel_condition,
         residual=float("nan"),
     )
-    zvec = known = None
-    if use_forward:
-        # NaN entries of z are unknown pre-activations (dead ReLU units): their rows are dropped.
-        zvec = np.asarray(z, dtype=np.float64).reshape(-1)
-        known = np.isfinite(zvec)
-        zvec = zvec[known]
-        report.forward_rows = int(known.sum())
 
-    if not use_gradient:
-        W = forward_matrix(weight, geom)[known]
-        x, full, how = sparse_lstsq(*_scaled(W, zvec))
-        report.method, report.notes = "forward", [how]
-        _set_rank(report, geom.unknowns, full, lower_bound=max(geom.unknowns - W.shape[0], 0))
-        report.residual = relative_residual(W @ x - zvec, zvec)
-        return x.reshape(C, geom.in_h, geom.in_w), report
 
+def _known_preactivations(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The finite pre-activations (flattened) and their mask: NaN entries are unknown pre-activations (dead ReLU
+    units), whose forward rows are dropped."""
+    zvec = np.asarray(z, dtype=np.float64).reshape(-1)
+    known = np.isfinite(zvec)
+    return zvec[known], known
+
+
+def _solve_forward_only(
+    geom: ConvGeometry, weight: np.ndarray, zvec: np.ndarray, known: np.ndarray, report: LayerReport
+) -> tuple[np.ndarray, LayerReport]:
+    """Forward constraints alone (R-CONV's first layer as published): a sparse least-squares solve of ``W x = z``."""
+    W = forward_matrix(weight, geom)[known]
+    x, full, how = sparse_lstsq(*_scaled(W, zvec))
+    report.method, report.notes = "forward", [how]
+    _set_rank(report, geom.unknowns, full, lower_bound=max(geom.unknowns - W.shape[0], 0))
+    report.residual = relative_residual(W @ x - zvec, zvec)
+    return x.reshape(geom.in_channels, geom.in_h, geom.in_w), report
+
+
+def _solve_from_gradient(
+    geom: ConvGeometry,
+    delta: np.ndarray,
+    weight_grad: np.ndarray,
+    weight: np.ndarray | None,
+    forward: tuple[np.ndarray, np.ndarray] | None,
+    rcond: float,
+    nullspace_limit: int,
+    report: LayerReport,
+) -> tuple[np.ndarray, LayerReport]:
+    """Gradient constraints first (one SVD for all channels); what they leave open is filled from the forward
+    constraints when given (``forward`` = known pre-activations and their mask), else set to zero."""
+    C = geom.in_channels
     A = gradient_matrix(delta, geom)
     B = gradient_rhs(weight_grad, geom)
     # The dense null space is only needed for the null-space fill (small null spaces with forward constraints).
     # (With rows ≥ columns the reduced SVD already holds all of V, so the null space costs nothing extra.)
     max_nullity = geom.pixels - min(geom.gradient_rows, geom.pixels)
-    need_null = use_forward and (max_nullity == 0 or C * max_nullity <= nullspace_limit)
+    need_null = forward is not None and (max_nullity == 0 or C * max_nullity <= nullspace_limit)
     solved = solve_gradient_constraints(A, B, rcond=rcond, need_null=need_null)
     report.gradient_rank_per_channel = solved.rank
     nullity = geom.pixels - solved.rank
-    x_channels = solved.x  # pixels × C
-
     if nullity == 0:
         report.method, report.rank, report.deficiency, report.residual = "gradient", geom.unknowns, 0, solved.residual
-        return to_image(x_channels, geom), report
-
-    if not use_forward:
-        report.method = "gradient-minnorm"
-        report.rank, report.deficiency = geom.unknowns - C * nullity, C * nullity
-        report.residual = solved.residual
-        report.notes.append("under-determined: the null-space components of the input are set to zero")
-        return to_image(x_channels, geom), report
-
-    x_p = x_channels.T.reshape(-1)  # channel-major like the forward matrix columns
+        return to_image(solved.x, geom), report
+    if forward is None:
+        return _minimum_norm(geom, solved, nullity, report)
+    zvec, known = forward
+    x_p = solved.x.T.reshape(-1)  # channel-major like the forward matrix columns
     W = forward_matrix(weight, geom)[known]  # built only now: most layers never need it
     if C * nullity <= nullspace_limit and solved.null_basis.shape[1] == nullity:
-        N = solved.null_basis
-        blocks = [W[:, c * geom.pixels : (c + 1) * geom.pixels] @ N for c in range(C)]
-        M = np.hstack(blocks)
-        target = zvec - W @ x_p
-        coef, _, rank_m, _ = scipy.linalg.lstsq(M, target, cond=rcond, lapack_driver="gelsd")
-        x = x_p + np.concatenate([N @ coef[c * nullity : (c + 1) * nullity] for c in range(C)])
-        report.method = "stacked-nullspace"
-        report.deficiency = C * nullity - int(rank_m)
-        report.rank = geom.unknowns - report.deficiency
+        x = _fill_null_space_densely(geom, solved, W, zvec, x_p, rcond, report)
     else:
         operator, rhs, norms = _stacked_operator(geom, A, B, W, zvec, delta, weight, known)
-        x, full, how = lsmr_solve(operator, rhs, norms, x0=x_p)
-        report.method = "stacked-sparse"
-        report.notes.append(how)
-        lower = max(geom.unknowns - C * solved.rank - W.shape[0], 0)
-        _set_rank(report, geom.unknowns, full, lower_bound=lower)
+        x = _solve_stacked_sparsely(geom, operator, rhs, norms, x_p, C * solved.rank + W.shape[0], report)
     forward_residual = relative_residual(W @ x - zvec, zvec)
     report.residual = max(forward_residual, relative_residual(_gradient_residual(A, B, x, geom), B))
     return x.reshape(C, geom.in_h, geom.in_w), report
+
+
+def _minimum_norm(
+    geom: ConvGeometry, solved: GradientSolve, nullity: int, report: LayerReport
+) -> tuple[np.ndarray, LayerReport]:
+    """Gradient constraints alone, under-determined: the minimum-norm solution, with the deficiency reported."""
+    C = geom.in_channels
+    report.method = "gradient-minnorm"
+    report.rank, report.deficiency = geom.unknowns - C * nullity, C * nullity
+    report.residual = solved.residual
+    report.notes.append("under-determined: the null-space components of the input are set to zero")
+    return to_image(solved.x, geom), report
+
+
+def _fill_null_space_densely(
+    geom: ConvGeometry,
+    solved: GradientSolve,
+    W: sp.spmatrix,
+    zvec: np.ndarray,
+    x_p: np.ndarray,
+    rcond: float,
+    report: LayerReport,
+) -> np.ndarray:
+    """``x = x_p + blockdiag(N) a`` with ``a`` the least-squares solution of ``W blockdiag(N) a = z − W x_p``: the
+    forward rows decide only the part the gradient rows leave open (small null spaces)."""
+    C, nullity, N = geom.in_channels, solved.null_basis.shape[1], solved.null_basis
+    blocks = [W[:, c * geom.pixels : (c + 1) * geom.pixels] @ N for c in range(C)]
+    M = np.hstack(blocks)
+    target = zvec - W @ x_p
+    coef, _, rank_m, _ = scipy.linalg.lstsq(M, target, cond=rcond, lapack_driver="gelsd")
+    x = x_p + np.concatenate([N @ coef[c * nullity : (c + 1) * nullity] for c in range(C)])
+    report.method = "stacked-nullspace"
+    report.deficiency = C * nullity - int(rank_m)
+    report.rank = geom.unknowns - report.deficiency
+    return x
+
+
+def _solve_stacked_sparsely(
+    geom: ConvGeometry,
+    operator: spla.LinearOperator,
+    rhs: np.ndarray,
+    norms: np.ndarray,
+    x_p: np.ndarray,
+    independent_rows: int,
+    report: LayerReport,
+) -> np.ndarray:
+    """LSMR on the stacked [gradient; forward] operator from the gradient solution (big null spaces, first layers);
+    the rank is the solver's numerical verdict, its deficiency bounded below by ``unknowns − independent_rows``."""
+    x, full, how = lsmr_solve(operator, rhs, norms, x0=x_p)
+    report.method = "stacked-sparse"
+    report.notes.append(how)
+    _set_rank(report, geom.unknowns, full, lower_bound=max(geom.unknowns - independent_rows, 0))
+    return x
 
 
 def _gradient_residual(A: sp.spmatrix, B: np.ndarray, x: np.ndarray, geom: ConvGeometry) -> np.ndarray:

@@ -131,68 +131,93 @@ def _walk(
     refine: Refiner | None,
     relu_repair: bool,
 ) -> WalkResult:
-    from fedleak.attacks.activations import derivative_from_output, inverse
     from fedleak.attacks.fc_inversion import fc_input_gradient, invert_fc
 
     fc_w, fc_gw, fc_gb = weights[f"{net.fc_name}.weight"], grads[f"{net.fc_name}.weight"], grads[f"{net.fc_name}.bias"]
     x_next = invert_fc(torch.as_tensor(fc_gw), torch.as_tensor(fc_gb)).numpy()
     dx_next = fc_input_gradient(torch.as_tensor(fc_w), torch.as_tensor(fc_gb)).numpy()
     fc_input = x_next.copy()
-
+    steps = _LayerSteps(weights, grads, policy, rcond, dead_tol, nullspace_limit, refine, relu_repair)
     reports: list[LayerReport] = []
     inputs: list[np.ndarray] = []
     bias_checks: dict[str, float] = {}
     for index in range(len(net.convs) - 1, -1, -1):
-        layer = net.convs[index]
-        geom = layer.geometry
-        y = x_next.reshape(geom.out_channels, geom.out_h, geom.out_w)
         # The FC input comes from ratios of gradient entries: a dead unit's row is exactly zero there, so no
         # tolerance is needed; deeper outputs come from solves and carry their rounding.
         tol = 0.0 if index == len(net.convs) - 1 else dead_tol
-        upstream = dx_next.reshape(y.shape)
-        slope = derivative_from_output(y, layer.activation, dead_tol=tol)
-        weight = weights[f"{layer.name}.weight"]
-        bias = weights.get(f"{layer.name}.bias") if layer.has_bias else None
-        repair = None
-        if relu_repair and tol > 0 and _pattern_repairable(layer):
-            repair = repair_relu_pattern(geom, upstream, grads[f"{layer.name}.weight"], weight, bias, slope > 0, rcond)
-            slope = repair.alive.astype(np.float64)
-        delta = upstream * slope
-        if bias is not None:
-            observed = grads[f"{layer.name}.bias"]
-            bias_checks[layer.name] = relative_residual(delta.sum(axis=(1, 2)) - observed, observed)
-        use_gradient, use_forward = policy(layer, index == 0)
-        z = None
-        if use_forward:
-            if layer.activation.invertible:
-                z = inverse(y, layer.activation)
-            else:  # ReLU: a live unit's pre-activation is its output; a dead unit's is unknown (NaN row, dropped)
-                z = np.where(slope > 0, y, np.nan)
-            if bias is not None:
-                z = z - bias[:, None, None]
-        x, report = solve_layer(
-            geom,
-            layer.name,
-            delta,
-            grads[f"{layer.name}.weight"],
-            weight=weight,
-            z=z,
-            use_gradient=use_gradient,
-            use_forward=use_forward,
-            rcond=rcond,
-            nullspace_limit=nullspace_limit,
-        )
-        if repair is not None and repair.flipped:
-            report.notes.append(repair.note())
-        if refine is not None:
-            x = refine(index, layer, x, LayerSystem(delta, grads[f"{layer.name}.weight"], weight, z, report))
+        x, dx_next, report, bias_check = steps.invert(index, net.convs[index], x_next, dx_next, tol)
+        if bias_check is not None:
+            bias_checks[net.convs[index].name] = bias_check
         reports.append(report)
         inputs.append(x)
         x_next = x.reshape(-1)
-        dx_next = input_gradient(delta, weight, geom).reshape(-1)
     reports.reverse()
     inputs.reverse()
     return WalkResult(x_next.reshape(net.input_shape), reports, fc_input, inputs, bias_checks)
+
+
+@dataclass
+class _LayerSteps:
+    """One conv layer of the backward walk: error signal through the activation, forward right-hand side, solve."""
+
+    weights: dict[str, np.ndarray]
+    grads: dict[str, np.ndarray]
+    policy: LayerPolicy
+    rcond: float
+    dead_tol: float
+    nullspace_limit: int
+    refine: Refiner | None
+    relu_repair: bool
+
+    def invert(
+        self, index: int, layer: ConvLayer, x_next: np.ndarray, dx_next: np.ndarray, tol: float
+    ) -> tuple[np.ndarray, np.ndarray, LayerReport, float | None]:
+        """The layer's input from its output ``x_next`` and the error ``dx_next`` on that output; returns (input,
+        error on the input, report, relative mismatch of ``sum(delta)`` against the observed bias gradient)."""
+        geom = layer.geometry
+        y = x_next.reshape(geom.out_channels, geom.out_h, geom.out_w)
+        weight, weight_grad = self.weights[f"{layer.name}.weight"], self.grads[f"{layer.name}.weight"]
+        bias = self.weights.get(f"{layer.name}.bias") if layer.has_bias else None
+        delta, slope, repair = self._error_signal(layer, y, dx_next.reshape(y.shape), bias, tol)
+        bias_check = None
+        if bias is not None:
+            observed = self.grads[f"{layer.name}.bias"]
+            bias_check = relative_residual(delta.sum(axis=(1, 2)) - observed, observed)
+        use_gradient, use_forward = self.policy(layer, index == 0)
+        z = _forward_rhs(layer, y, slope, bias) if use_forward else None
+        x, report = solve_layer(
+            geom, layer.name, delta, weight_grad, weight=weight, z=z, use_gradient=use_gradient,
+            use_forward=use_forward, rcond=self.rcond, nullspace_limit=self.nullspace_limit,
+        )
+        if repair is not None and repair.flipped:
+            report.notes.append(repair.note())
+        if self.refine is not None:
+            x = self.refine(index, layer, x, LayerSystem(delta, weight_grad, weight, z, report))
+        return x, input_gradient(delta, weight, geom).reshape(-1), report, bias_check
+
+    def _error_signal(self, layer: ConvLayer, y: np.ndarray, upstream: np.ndarray, bias: np.ndarray | None,
+                      tol: float) -> tuple[np.ndarray, np.ndarray, Any]:
+        """``delta = dL/dz``: the upstream error times the activation's derivative written in the output, with the
+        ReLU live/dead pattern checked against the layer's own gradient constraints where that is well posed."""
+        from fedleak.attacks.activations import derivative_from_output
+
+        slope = derivative_from_output(y, layer.activation, dead_tol=tol)
+        repair = None
+        if self.relu_repair and tol > 0 and _pattern_repairable(layer):
+            weight = self.weights[f"{layer.name}.weight"]
+            repair = repair_relu_pattern(layer.geometry, upstream, self.grads[f"{layer.name}.weight"], weight, bias,
+                                         slope > 0, self.rcond)
+            slope = repair.alive.astype(np.float64)
+        return upstream * slope, slope, repair
+
+
+def _forward_rhs(layer: ConvLayer, y: np.ndarray, slope: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """``z − b`` for the forward constraints: the inverse activation, or after a ReLU the output of live units (a dead
+    unit's pre-activation is unknown: NaN, its row is dropped)."""
+    from fedleak.attacks.activations import inverse
+
+    z = inverse(y, layer.activation) if layer.activation.invertible else np.where(slope > 0, y, np.nan)
+    return z - bias[:, None, None] if bias is not None else z
 
 
 def _pattern_repairable(layer: ConvLayer) -> bool:

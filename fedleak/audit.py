@@ -70,6 +70,11 @@ class ResidueClass:
     def full(self) -> bool:
         return self.rank == self.pixels
 
+    @property
+    def enough_rows(self) -> bool:
+        """The counting condition for this class on its own: at least as many constraints as pixels."""
+        return self.rows >= self.pixels
+
 
 @dataclass
 class LayerAudit:
@@ -92,6 +97,11 @@ class LayerAudit:
     rank_exact: bool
     gradient_full: bool  # every residue class full rank: R-CONV's gradient constraints alone suffice
     residue_classes: list[ResidueClass] = field(default_factory=list)
+    #: R-CONV's pooled count ``filters · kernel² ≥ H · W`` (None for the FC layer).
+    pooled_condition: bool | None = None
+    #: The pooled count holds, yet some stride residue class is under-determined on its own: the stride-blind
+    #: condition says "enough" where gradient constraints alone are not.
+    stride_hidden_deficiency: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -117,6 +127,7 @@ class AuditReport:
         for layer, source in zip(data["layers"], self.layers, strict=True):
             for entry, cls in zip(layer["residue_classes"], source.residue_classes, strict=True):
                 entry["full"] = cls.full
+                entry["enough_rows"] = cls.enough_rows
         return data
 
 
@@ -258,6 +269,9 @@ def audit_conv_layer(
     if missing and geom.stride > 1:
         short = ", ".join(f"{c.residue}: rank {c.rank}/{c.pixels}" for c in missing)
         notes.append(f"stride {geom.stride}: residue classes short of full rank: {short}")
+    hidden = geom.filters_kernel_condition and bool(missing)
+    if hidden:
+        notes.append(stride_hidden_note(geom, missing))
     return LayerAudit(
         layer=layer.name,
         kind="conv",
@@ -277,7 +291,19 @@ def audit_conv_layer(
         gradient_full=not missing,
         residue_classes=classes,
         notes=notes,
+        pooled_condition=geom.filters_kernel_condition,
+        stride_hidden_deficiency=hidden,
     )
+
+
+def stride_hidden_note(geom: ConvGeometry, short: list[ResidueClass]) -> str:
+    """Why a layer that passes the pooled count is still under-determined: the classes that fail on their own."""
+    worst = min(short, key=lambda c: c.rank - c.pixels)
+    cause = (f"{worst.rows} rows for {worst.pixels} pixels" if not worst.enough_rows
+             else f"rank {worst.rank} of {worst.pixels} pixels ({worst.rows} rows)")
+    return (f"stride-hidden deficiency: filters·kernel² = {geom.gradient_rows} ≥ {geom.pixels} = H·W, yet "
+            f"{len(short)} of {geom.stride ** 2} residue classes are under-determined on their own (class "
+            f"{worst.residue}: {cause})")
 
 
 def _activation_name(layer: ConvLayer) -> str:
@@ -417,7 +443,8 @@ def _decide(report: AuditReport, net: Network) -> None:
     for lay in rconv_short:
         worst = [c for c in lay.residue_classes if not c.full]
         classes = "; ".join(f"class {c.residue} rank {c.rank}/{c.pixels} ({c.rows} rows)" for c in worst)
-        reasons.append(f"{lay.layer}: gradient constraints alone are rank deficient ({classes})")
+        hidden = "; stride-hidden: the pooled count filters·kernel² ≥ H·W holds" if lay.stride_hidden_deficiency else ""
+        reasons.append(f"{lay.layer}: gradient constraints alone are rank deficient ({classes}{hidden})")
     for lay in deficient:
         bound = "" if lay.rank_exact else "at least "
         reasons.append(f"{lay.layer}: stacked gradient + forward constraints deficient by {bound}{lay.deficiency}")
@@ -461,13 +488,7 @@ def render(report: AuditReport) -> str:
         lines.append(f"systems built for the model's initialisation and a {report.probe}; rank cut-off {RCOND:g}")
     if report.layers:
         lines += ["", *_table(report.layers)]
-        strided = [lay for lay in report.layers if lay.stride and lay.stride > 1]
-        if strided:
-            lines += ["", "gradient constraints per stride residue class (h mod s, w mod s), per input channel:"]
-            for lay in strided:
-                cells = [f"{c.residue[0]},{c.residue[1]}: {c.rank}/{c.pixels}{'' if c.full else ' ✗'}"
-                         for c in lay.residue_classes]
-                lines.append(f"  {lay.layer:10s} stride {lay.stride}: rank/pixels  " + "   ".join(cells))
+        lines += _residue_lines(report.layers)
         lines.append("")
         copa = "n/a" if report.copa is None else str(report.copa)
         total = "n/a" if report.total_deficiency is None else str(report.total_deficiency)
@@ -477,6 +498,22 @@ def render(report: AuditReport) -> str:
     lines.append(f"verdict: {report.verdict_text}")
     lines += [f"  - {reason}" for reason in report.reasons]
     return "\n".join(lines)
+
+
+def _residue_lines(layers: list[LayerAudit]) -> list[str]:
+    """The stride-aware rank condition: per residue class rows, rank and pixels, and the stride-hidden flag."""
+    strided = [lay for lay in layers if lay.stride and lay.stride > 1]
+    if not strided:
+        return []
+    lines = ["", "gradient constraints per stride residue class (h mod s, w mod s), per input channel "
+                 "(rank/pixels, rows; ✗ = under-determined on its own):"]
+    for lay in strided:
+        cells = [f"{c.residue[0]},{c.residue[1]}: {c.rank}/{c.pixels}, {c.rows} rows{'' if c.full else ' ✗'}"
+                 for c in lay.residue_classes]
+        pooled = "holds" if lay.pooled_condition else "fails"
+        flag = "  ← STRIDE-HIDDEN: the pooled count holds" if lay.stride_hidden_deficiency else ""
+        lines.append(f"  {lay.layer:10s} stride {lay.stride}, filters·k² ≥ H·W {pooled}:  " + "   ".join(cells) + flag)
+    return lines
 
 
 def _table(layers: list[LayerAudit]) -> list[str]:

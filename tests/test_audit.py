@@ -146,3 +146,48 @@ def test_bad_input_is_one_line_naming_the_option(argv, option, capsys):
     assert main(["audit", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and option in err
+
+
+def test_lenet_layer_two_is_flagged_stride_hidden_on_mnist(capsys):
+    # DLG's LeNet, layer 2: 12 filters · 25 = 300 ≥ 14·14 = 196 pixels, so the pooled count says "enough"; yet with
+    # stride 2 the odd/odd residue class is reached by 2×2 kernel offsets only: 12·4 = 48 rows for its 7·7 = 49 pixels.
+    report = audit("lenet", "mnist")
+    layers = {layer.layer: layer for layer in report.layers}
+    second = layers["body.2"]
+    assert second.pooled_condition and second.stride_hidden_deficiency and not second.gradient_full
+    classes = {c.residue: c for c in second.residue_classes}
+    assert {r: (c.rows, c.pixels) for r, c in classes.items()} == {
+        (0, 0): (108, 49), (0, 1): (72, 49), (1, 0): (72, 49), (1, 1): (48, 49)
+    }
+    assert [r for r, c in classes.items() if not c.enough_rows] == [(1, 1)]
+    assert classes[(1, 1)].rank == 48 and all(classes[r].full for r in [(0, 0), (0, 1), (1, 0)])
+    # The pooled rank hides it: 3 full classes + 48 ⇒ 195 of 196 per channel.
+    assert second.gradient_rank == 12 * (3 * 49 + 48)
+    assert any("stride-hidden deficiency" in note and "48 rows for 49 pixels" in note for note in second.notes)
+    # Layer 1 fails the pooled count outright (not hidden); layer 3 has stride 1 (one class, full).
+    assert not layers["body.0"].pooled_condition and not layers["body.0"].stride_hidden_deficiency
+    assert layers["body.4"].gradient_full and not layers["body.4"].stride_hidden_deficiency
+    # The forward rows close the gap, so R-GAP is exact while R-CONV as published is not.
+    assert second.deficiency == 0 and report.verdict == "rgap"
+    assert any(reason.startswith("body.2") and "stride-hidden" in reason for reason in report.reasons)
+
+
+def test_stride_hidden_flag_is_printed_and_written_to_json(tmp_path, capsys):
+    out = tmp_path / "audit.json"
+    assert main(["audit", "--model", "lenet", "--dataset", "mnist", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    flagged = [line for line in text.splitlines() if "STRIDE-HIDDEN" in line]
+    assert len(flagged) == 1 and flagged[0].split()[0] == "body.2" and "1,1: 48/49, 48 rows ✗" in flagged[0]
+    layers = {layer["layer"]: layer for layer in json.loads(out.read_text())["layers"]}
+    assert layers["body.2"]["stride_hidden_deficiency"] and not layers["body.0"]["stride_hidden_deficiency"]
+    odd = [c for c in layers["body.2"]["residue_classes"] if c["residue"] == [1, 1]]
+    assert odd == [{"residue": [1, 1], "rows": 48, "pixels": 49, "rank": 48, "full": False, "enough_rows": False}]
+
+
+def test_a_wide_enough_stride_two_layer_is_not_flagged():
+    # 16 filters: the odd/odd class gets 16·4 = 64 rows for 8·8 pixels, so no class is short and nothing is hidden.
+    conv = nn.Conv2d(2, 16, kernel_size=5, stride=2, padding=2)
+    geom = ConvGeometry.from_module(conv, 16, 16)
+    delta = np.random.default_rng(3).standard_normal((16, geom.out_h, geom.out_w))
+    classes = gradient_ranks(delta, geom)
+    assert all(c.enough_rows and c.full for c in classes)
