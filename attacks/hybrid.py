@@ -31,7 +31,7 @@ from fedleak.attacks.base import Attack, register_attack
 from fedleak.attacks.conv_network import ConvLayer, parse_network
 from fedleak.attacks.conv_systems import LayerSystem, copa_index, invert_network, numpy_params
 from fedleak.attacks.rconv import analytic_result
-from fedleak.training import client_loss
+from fedleak.training import loss_of
 from fedleak.types import Observation, Reconstruction
 
 
@@ -46,6 +46,7 @@ class _TailUpdate:
         params = dict(model.named_parameters())
         self.model, self.layer, self.names = model, layer, names
         self.params = [params[n] for n in names]
+        self.loss = loss_of(model)
         self.dummy = torch.zeros((1, *input_shape), dtype=self.params[0].dtype)
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -54,7 +55,7 @@ class _TailUpdate:
             logits = self.model(self.dummy.expand(images.shape[0], *self.dummy.shape[1:]))
         finally:
             handle.remove()
-        grads = torch.autograd.grad(client_loss(logits, labels), self.params, create_graph=True)
+        grads = torch.autograd.grad(self.loss(logits, labels), self.params, create_graph=True)
         return dict(zip(self.names, grads, strict=True))
 
 

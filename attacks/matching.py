@@ -75,7 +75,7 @@ from fedleak.attacks.match_config import (  # noqa: F401 (re-exported: the attac
     check_choice,
 )
 from fedleak.attacks.matching_attempt import Attempt, reference_scale, update_distance  # noqa: F401 (re-exported)
-from fedleak.training import client_loss, simulate_epochs, simulate_local_steps
+from fedleak.training import loss_of, simulate_epochs, simulate_local_steps
 
 
 @dataclass
@@ -122,14 +122,15 @@ class MatchResult:
 
 
 def gradient_update_fn(model: nn.Module, names: list[str] | None = None) -> UpdateFn:
-    """The client's one-batch gradient (``client_loss``) of ``model``, differentiable w.r.t. the inputs."""
+    """The client's one-batch gradient (the model's own client loss, ``loss_of``), differentiable in the inputs."""
     named = [(n, p) for n, p in model.named_parameters() if names is None or n in names]
     if not named:
         raise ValueError("no model parameter matches the observed update")
     keys, params = zip(*named, strict=True)
+    loss_fn = loss_of(model)
 
     def update(images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        loss = client_loss(model(images), labels)
+        loss = loss_fn(model(images), labels)
         grads = torch.autograd.grad(loss, params, create_graph=True)
         return dict(zip(keys, grads, strict=True))
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from fedleak.config.schema import DpSgdDefense
 from fedleak.privacy import import_opacus
-from fedleak.training import client_loss
+from fedleak.training import loss_of
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -52,7 +52,7 @@ def _optimizer(work: nn.Module, lr: float, defense: DpSgdDefense, expected_batch
     return wrapped, optimizer
 
 
-def _backward(wrapped: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> None:
+def _backward(wrapped: nn.Module, images: torch.Tensor, labels: torch.Tensor, client_loss) -> None:
     logits = wrapped(images)
     # An empty Poisson batch has no mean loss: a zero loss gives zero per-sample gradients, and the noise stays.
     loss = client_loss(logits, labels) if len(labels) else logits.sum() * 0.0
@@ -84,6 +84,7 @@ def dp_sgd_update(
     """
     import_opacus()
     work = copy.deepcopy(model)
+    client_loss = loss_of(model)  # read from the model itself: Opacus' wrapper does not carry its attributes
     wrapped, optimizer = _optimizer(work, lr, defense, expected_batch_size, generator)
     with warnings.catch_warnings():
         # Opacus' per-sample hooks fire on module outputs because the images do not require gradients: expected.
@@ -91,7 +92,7 @@ def dp_sgd_update(
         for images, labels in batches:
             for _ in range(steps_per_batch):
                 optimizer.zero_grad()
-                _backward(wrapped, images, labels)
+                _backward(wrapped, images, labels, client_loss)
                 if send_gradient:
                     optimizer.pre_step()  # leaves the privatized gradient in p.grad without stepping
                 else:

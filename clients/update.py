@@ -25,7 +25,7 @@ from fedleak.clients.dp_sgd import dp_sgd_update
 from fedleak.config.schema import Defense, Scenario
 from fedleak.data import client_batch_indices
 from fedleak.privacy import PrivacySpent, dp_sgd_round, dp_sgd_spent, local_dp_spent, poisson_steps_per_epoch
-from fedleak.training import batch_gradient, client_loss, functional_gradient, local_steps_update
+from fedleak.training import batch_gradient, functional_gradient, local_steps_update, loss_of
 from fedleak.types import UpdateKind
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -83,11 +83,11 @@ def _poisson_batches(shard: np.ndarray, plan: LocalTraining, seed: int, client: 
 
 def round_loss(model: nn.Module, batches: list[Batch]) -> float:
     """Mean client loss of the round's images under the weights received (before training)."""
-    total, count = 0.0, 0
+    total, count, loss = 0.0, 0, loss_of(model)
     with torch.no_grad():
         for images, labels in batches:
             if len(labels):
-                total += float(client_loss(model(images), labels)) * len(labels)
+                total += float(loss(model(images), labels)) * len(labels)
                 count += len(labels)
     return total / count if count else float("nan")
 
@@ -163,10 +163,10 @@ def evaluate_model(
     """(mean loss, accuracy) of ``model`` on a held-out set; (nan, nan) for an empty set."""
     if len(labels) == 0:
         return float("nan"), float("nan")
-    total_loss, correct = 0.0, 0
+    total_loss, correct, loss = 0.0, 0, loss_of(model)
     for start in range(0, len(labels), batch_size):
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
         logits = model(x)
-        total_loss += float(client_loss(logits, y)) * len(y)
+        total_loss += float(loss(logits, y)) * len(y)
         correct += int((logits.argmax(dim=-1) == y).sum())
     return total_loss / len(labels), correct / len(labels)

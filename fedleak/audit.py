@@ -214,7 +214,7 @@ def _probe(model: torch.nn.Module, net: Network, seed: int) -> tuple[_Probe, str
     The input is a 4×4 uniform(0, 1) image upsampled bilinearly to the input size: natural images are dominated by
     low frequencies, and which ReLU units die depends on that (white noise kills fewer units in some networks).
     """
-    from fedleak.training import client_loss
+    from fedleak.training import loss_of
 
     generator = torch.Generator().manual_seed(seed)
     model = model.double()
@@ -234,7 +234,7 @@ def _probe(model: torch.nn.Module, net: Network, seed: int) -> tuple[_Probe, str
     handles = [layer.module.register_forward_hook(keep(layer.name)) for layer in net.convs]
     try:
         with torch.enable_grad():
-            client_loss(model(x), label).backward()
+            loss_of(model)(model(x), label).backward()
         bias_grad = net.fc.bias.grad.detach().clone().numpy()
     finally:
         for handle in handles:

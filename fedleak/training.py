@@ -2,6 +2,8 @@
 
 The loss is softmax cross-entropy with mean reduction over the batch. An attacker that matches gradients
 must use the same reduction, or Euclidean matching fails quietly (a known pitfall of reference code).
+A model may declare another loss by a class attribute ``client_loss_name`` (a key of :data:`LOSSES`; ``linreg-mse``
+declares ``"mse"``); :func:`loss_of` reads it, so the client update and the attackers' simulation stay one loss.
 """
 
 from __future__ import annotations
@@ -18,6 +20,28 @@ def client_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, labels)
 
 
+def squared_error_loss(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Squared error summed over the outputs, mean over the batch. Float ``labels`` (B × outputs) are the real
+    targets themselves; class indices become one-hot targets, or, for a one-output model (scalar regression), the
+    class index as a real number."""
+    if labels.dtype.is_floating_point:
+        target = labels
+    elif outputs.shape[-1] == 1:
+        target = labels.to(outputs.dtype).reshape(-1, 1)
+    else:
+        target = F.one_hot(labels, outputs.shape[-1]).to(outputs.dtype)
+    return ((outputs - target) ** 2).sum(dim=-1).mean()
+
+
+#: The losses a model may declare by its ``client_loss_name`` class attribute (default ``cross_entropy``).
+LOSSES = {"cross_entropy": client_loss, "mse": squared_error_loss}
+
+
+def loss_of(model: nn.Module):
+    """The client loss ``model`` is trained with: its declared ``client_loss_name``, else cross-entropy."""
+    return LOSSES[getattr(model, "client_loss_name", "cross_entropy")]
+
+
 def named_params(model: nn.Module) -> dict[str, torch.Tensor]:
     return dict(model.named_parameters())
 
@@ -27,7 +51,7 @@ def batch_gradient(
 ) -> dict[str, torch.Tensor]:
     """Gradient of the client loss on one batch, keyed by parameter name."""
     params = named_params(model)
-    loss = client_loss(model(images), labels)
+    loss = loss_of(model)(model(images), labels)
     grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
     return dict(zip(params, grads, strict=True))
 
@@ -62,7 +86,7 @@ def functional_gradient(
     else:
         weights = {k: v if v.requires_grad else v.detach().requires_grad_(True) for k, v in weights.items()}
     logits = torch.func.functional_call(model, weights, (images,))
-    loss = client_loss(logits, labels)
+    loss = loss_of(model)(logits, labels)
     grads = torch.autograd.grad(loss, list(weights.values()), create_graph=create_graph)
     return dict(zip(weights, grads, strict=True))
 

@@ -88,3 +88,13 @@ def test_no_import_cycle():
 def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_every_package_is_installed():
+    """A non-editable install (the container image) ships only the packages pyproject.toml lists."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {module_name(path.parent / "__init__.py") for folder in PACKAGES
+                for path in (ROOT / folder).rglob("__init__.py")}
+    assert packages <= listed, sorted(packages - listed)
