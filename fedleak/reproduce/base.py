@@ -90,6 +90,14 @@ def write_table(entry: Entry, measured: dict[str, Measured], out_dir: Path, seco
     return text
 
 
+def write_rows(rows: list[dict], path: Path) -> None:
+    """An entry's own per-image results as CSV (columns from the first row), beside its table."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def reproduce(name: str, out_dir: Path, quick: bool = False) -> str:
     """Run one entry, write its table into ``out_dir`` and return the table as Markdown."""
     entry = ENTRIES.get(name)

@@ -17,13 +17,12 @@ carries its stated claim.
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
 import torch
 
-from fedleak.reproduce.base import Entry, Measured, PaperFigure, register_entry
+from fedleak.reproduce.base import Entry, Measured, PaperFigure, register_entry, write_rows
 from fedleak.reproduce.conv_images import TITLES, load_test_images, observe_one, psnr_db, summarise
 
 MODELS = ("hybrid-cnn-a", "hybrid-cnn-b")
@@ -116,13 +115,6 @@ def measure(quick: bool, out_dir: Path) -> dict[str, Measured]:
                 measured[figure_name(model, attack, dataset)] = Measured(cell_text(cell), setting)
     write_rows(all_rows, out_dir / "psnr.csv")
     return measured
-
-
-def write_rows(rows: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def plot_grid(originals: torch.Tensor, shown: dict[str, list[torch.Tensor | None]], title: str, path: Path) -> None:

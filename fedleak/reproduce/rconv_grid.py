@@ -22,11 +22,10 @@ The paper's per-cell numbers are not quoted here; each row carries the paper's q
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
-from fedleak.reproduce.base import Entry, Measured, PaperFigure, register_entry
+from fedleak.reproduce.base import Entry, Measured, PaperFigure, register_entry, write_rows
 from fedleak.reproduce.conv_images import TITLES, load_test_images, observe_one, psnr_db, success_share, summarise
 
 ARCHITECTURES = ("rconv-lenet", "rconv-lenet-o", "rconv-lenet-4relu", "rconv-lenet-allrelu", "o-cnn6")
@@ -121,13 +120,6 @@ def measure(quick: bool, out_dir: Path) -> dict[str, Measured]:
     write_rows(all_rows, out_dir / "psnr.csv")
     plot_grid(all_rows, out_dir / "rconv_grid.png")
     return measured
-
-
-def write_rows(rows: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def plot_grid(rows: list[dict], path: Path) -> None:
