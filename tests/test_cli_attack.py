@@ -28,6 +28,7 @@ KNOWN_GOOD: dict[str, tuple[str, list[str]]] = {
     "inverting_gradients": ("lenet", ["--index", "0"]),
     "linear": ("linreg", ["--indices", "0", "1"]),
     "cpa": ("mlp", ["--indices", "0", "1", "2", "3"]),
+    "spear": ("mlp", ["--indices", "0", "1", "2", "3"]),
     "rconv": ("rconv-lenet", ["--index", "0", "--image-size", "16"]),
     "rgap": ("cnn6", ["--index", "0"]),
     "hybrid": ("cnn6", ["--index", "0"]),
