@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 from torch import nn
-from victims import real_images
+from victims import Recorder, real_images
 
 from fedleak.attacks import get_attack
 from fedleak.attacks.cpa import differences, estimate_sources, fast_ica, principal_axes, whitening_matrix
@@ -221,18 +221,6 @@ def test_bad_settings_are_refused():
 
 
 # ---------------------------------------------------------------- the Observation contract
-
-
-class Recorder:
-    """Forwards to an Observation and records every attribute the attack reads."""
-
-    def __init__(self, observation: Observation):
-        self._observation = observation
-        self.read: set[str] = set()
-
-    def __getattr__(self, name: str):
-        self.read.add(name)
-        return getattr(self._observation, name)
 
 
 def test_cpa_reads_only_the_observation_and_needs_no_labels():

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 from torch import nn
-from victims import gradient_observation, real_images
+from victims import Recorder, gradient_observation, real_images
 
 from fedleak.attacks import get_attack, list_attacks
 from fedleak.attacks.spear import SignCheck, first_fc_relu_layer
@@ -168,18 +168,6 @@ def test_bad_settings_are_refused():
 
 
 # ---------------------------------------------------------------- the Observation contract
-
-
-class Recorder:
-    """Forwards to an Observation and records every attribute the attack reads."""
-
-    def __init__(self, observation: Observation):
-        self._observation = observation
-        self.read: set[str] = set()
-
-    def __getattr__(self, name: str):
-        self.read.add(name)
-        return getattr(self._observation, name)
 
 
 def test_spear_reads_only_the_observation_and_needs_no_labels():

@@ -25,3 +25,15 @@ def gradient_observation(
     model = spec.build()
     update = batch_gradient(model, images, labels)  # float32, as a client sends it
     return observe(spec, model.state_dict(), update, "gradient", ThreatModel(), {"batch_size": len(images)})
+
+
+class Recorder:
+    """Forwards to an Observation and records every attribute the attack reads."""
+
+    def __init__(self, observation: Observation):
+        self._observation = observation
+        self.read: set[str] = set()
+
+    def __getattr__(self, name: str):
+        self.read.add(name)
+        return getattr(self._observation, name)
