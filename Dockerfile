@@ -1,10 +1,17 @@
-# One image for every SuperExec of docker-compose.yml: Flower's official SuperExec image plus fedleak and exactly the
-# tested versions of its dependencies (requirements.lock). The ServerApp's and the ClientApps' code is this installed
-# package (the FAB that `flwr run` sends carries pyproject.toml and scenarios/ only; see fedleak/deploy_app.py).
+# One image for every service of docker-compose.yml: the SuperLink, the SuperNodes and the SuperExecs all run
+# Flower's own console scripts from one environment holding exactly the tested versions (requirements.lock) and
+# fedleak. The ServerApp's and the ClientApps' code is this installed package (the FAB that `flwr run` sends
+# carries pyproject.toml and scenarios/ only; see fedleak/deploy_app.py).
+#
+# BASE_IMAGE, either:
+# - Flower's official SuperExec image (the default; needs Docker Hub): Python in /python/venv, user `app`, /app;
+# - fedleak-base:bookworm-<lock hash> for machines that cannot pull it (docker/base-image.sh: Debian bookworm from
+#   debootstrap with the same layout and the lock already installed, so the pip step below has nothing to fetch).
 # FLWR_VERSION must equal the flwr pinned in requirements.lock (tests/test_deploy.py checks it).
 ARG FLWR_VERSION=1.42.0
 ARG PYTHON_TAG=py3.11-ubuntu24.04
-FROM flwr/superexec:${FLWR_VERSION}-${PYTHON_TAG}
+ARG BASE_IMAGE=flwr/superexec:${FLWR_VERSION}-${PYTHON_TAG}
+FROM ${BASE_IMAGE}
 
 WORKDIR /app
 COPY --chown=app:app requirements.lock pyproject.toml README.md ./
@@ -19,4 +26,5 @@ COPY --chown=app:app scenarios scenarios
 RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation . \
     && mkdir -p /app/runs
 
+# SuperExec by default; docker-compose.yml sets flower-superlink / flower-supernode as the entrypoint of those.
 ENTRYPOINT ["flower-superexec"]

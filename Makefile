@@ -55,3 +55,9 @@ bench: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# The hospitals federation in Docker containers, end to end (docker/compose-test.sh): installs and starts what is
+# missing (Debian's docker.io, Compose v2, debootstrap; root), builds the images, runs, checks, tears down.
+.PHONY: compose-test
+compose-test: $(VENV)/.installed
+	docker/compose-test.sh

@@ -224,16 +224,26 @@ def _locked_flwr_version() -> str:
     return pins[0].removeprefix("flwr==")
 
 
+def _default(value: str) -> str:
+    """The default of a compose interpolation ``${VAR:-default}`` (what runs when VAR is unset); else the value."""
+    return value.split(":-", 1)[1].removesuffix("}") if value.startswith("${") else value
+
+
 def _compose_image_versions(compose: dict) -> dict[str, str]:
-    """Every Flower version the compose file names: image tags' defaults and build arguments, by where they are."""
+    """Every Flower version the compose file names, by where: image tags, build arguments and the base image's tag
+    (``flwr/superexec:X.Y.Z-py3.11-...``)."""
     found = {}
     for name, service in compose["services"].items():
-        tag = service["image"].split(":", 1)[1]  # the image name has no colon; the tag may (${VAR:-default})
-        found[f"{name}.image"] = tag
+        found[f"{name}.image"] = _default(service["image"].split(":", 1)[1])  # the tag may hold ${VAR:-default}
         if "build" in service:
-            found[f"{name}.build.FLWR_VERSION"] = service["build"]["args"]["FLWR_VERSION"]
-    # A tag is written ${FLWR_VERSION:-X.Y.Z}: the default X.Y.Z is what `docker compose up` pulls.
-    return {where: tag.removeprefix("${FLWR_VERSION:-").removesuffix("}") for where, tag in found.items()}
+            args = service["build"]["args"]
+            found[f"{name}.build.FLWR_VERSION"] = _default(args["FLWR_VERSION"])
+            found[f"{name}.build.BASE_IMAGE"] = _default(args["BASE_IMAGE"]).split(":", 1)[1].split("-", 1)[0]
+    return found
+
+
+def _option(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
 
 
 def test_compose_file_has_a_superlink_a_serverapp_and_a_node_pair_per_hospital() -> None:
@@ -244,32 +254,121 @@ def test_compose_file_has_a_superlink_a_serverapp_and_a_node_pair_per_hospital()
                 *(f"clientapp-{i}" for i in range(hospitals))}
     assert set(services) == expected
     assert all(service.get("init") is True for service in services.values())
-    assert services["superlink"]["image"].startswith("flwr/superlink:")
+    # One image runs every service, through Flower's own console scripts.
+    assert len({service["image"] for service in services.values()}) == 1
+    assert [name for name, service in services.items() if "build" in service] == ["superlink"]
+    entrypoints = {name: service["entrypoint"] for name, service in services.items()}
+    assert entrypoints["superlink"] == ["flower-superlink"] and entrypoints["serverapp"] == ["flower-superexec"]
+    link = _option(services["superlink"]["command"], "--port")
+    assert _option(services["serverapp"]["command"], "--runtime-api-address") == f"127.0.0.1:{link}"
+    node_ports = set()
     for i in range(hospitals):
         node, app = services[f"supernode-{i}"], services[f"clientapp-{i}"]
-        assert node["image"].startswith("flwr/supernode:")
-        assert node["command"][node["command"].index("--node-config") + 1] == \
-            f"partition-id={i} num-partitions={hospitals}"
-        assert app["command"][-1] == f"supernode-{i}:9094"
-    assert services["serverapp"]["command"][-1] == "superlink:8000"
+        assert entrypoints[f"supernode-{i}"] == ["flower-supernode"] and entrypoints[f"clientapp-{i}"] == [
+            "flower-superexec"]
+        partitions = _option(node["command"], "--node-config").split("num-partitions=")[1]
+        assert _option(node["command"], "--node-config") == f"partition-id={i} num-partitions={partitions}"
+        assert _default(partitions) == str(hospitals)  # the five hospitals unless FEDLEAK_PARTITIONS says fewer
+        assert _option(node["command"], "--superlink") == f"127.0.0.1:{link}"
+        port = _option(node["command"], "--port")
+        node_ports.add(port)
+        assert _option(app["command"], "--runtime-api-address") == f"127.0.0.1:{port}"
+        assert node["depends_on"]["superlink"]["condition"] == "service_healthy"
+        assert app["depends_on"][f"supernode-{i}"]["condition"] == "service_healthy"
+        assert port in node["healthcheck"]["test"][-1]
+    assert len(node_ports | {link}) == hospitals + 1, "on the host's network every server needs its own port"
     assert "runs:/app/runs" in services["serverapp"]["volumes"] and "runs" in compose["volumes"]
+
+
+def test_compose_traffic_stays_on_loopback() -> None:
+    """The host's network, no published ports, and every server bound to (every client aimed at) 127.0.0.1."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name, service in services.items():
+        assert service["network_mode"] == "host", name
+        assert "ports" not in service and "networks" not in service, name
+        command = service["command"]
+        if "--host" in command:
+            assert _option(command, "--host") == "127.0.0.1", name
+        for flag in ("--superlink", "--runtime-api-address"):
+            if flag in command:
+                assert _option(command, flag).startswith("127.0.0.1:"), name
 
 
 def test_compose_images_dockerfile_and_lock_name_one_flower_version() -> None:
     locked = _locked_flwr_version()
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    disagree = {where: tag for where, tag in _compose_image_versions(compose).items() if tag != locked}
+    versions = _compose_image_versions(compose)
+    assert "superlink.build.BASE_IMAGE" in versions
+    disagree = {where: tag for where, tag in versions.items() if tag != locked}
     assert not disagree, f"docker-compose.yml names Flower versions other than the locked {locked}: {disagree}"
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert f"ARG FLWR_VERSION={locked}\n" in dockerfile, f"the Dockerfile's base image is not flwr {locked}"
-    assert "FROM flwr/superexec:${FLWR_VERSION}" in dockerfile
+    assert f"ARG FLWR_VERSION={locked}\n" in dockerfile, f"the Dockerfile's default base is not flwr {locked}"
+    assert "ARG BASE_IMAGE=flwr/superexec:${FLWR_VERSION}-${PYTHON_TAG}\nFROM ${BASE_IMAGE}\n" in dockerfile
     assert "pip install --no-cache-dir -r requirements.lock" in dockerfile  # the image gets the tested set
+    # The local base (docker/base-image.sh) installs the same lock; its tag and the image's follow the lock.
+    common = (ROOT / "docker/common.sh").read_text()
+    assert "sed -n 's/^flwr==//p' \"$REPO/requirements.lock\"" in common
+    assert 'sha256sum "$REPO/requirements.lock"' in common
+    assert "pip install -q --no-cache-dir -r /tmp/requirements.lock" in (ROOT / "docker/base-image.sh").read_text()
 
 
 def test_version_check_sees_a_compose_file_that_drifts_from_the_lock() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    compose["services"]["superlink"]["image"] = "flwr/superlink:${FLWR_VERSION:-0.0.1}"
-    assert _compose_image_versions(compose)["superlink.image"] == "0.0.1"
+    compose["services"]["superlink"]["image"] = "fedleak-superexec:${FLWR_VERSION:-0.0.1}"
+    compose["services"]["superlink"]["build"]["args"]["BASE_IMAGE"] = "flwr/superexec:0.0.2-py3.11-ubuntu24.04"
+    versions = _compose_image_versions(compose)
+    assert versions["superlink.image"] == "0.0.1" and versions["superlink.build.BASE_IMAGE"] == "0.0.2"
+
+
+def test_the_build_context_holds_what_the_dockerfile_copies_and_not_the_venv() -> None:
+    """.dockerignore lets in exactly the paths the Dockerfile COPYs (an allow-list: the venv alone is GBs)."""
+    copied = set()
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            copied.update(word for word in line.split()[1:-1] if not word.startswith("--"))
+    allowed = {line[1:] for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    ignore_all = "*" in (ROOT / ".dockerignore").read_text().splitlines()
+    assert ignore_all and allowed == copied
+
+
+def _check_run_module():
+    """docker/check_run.py, the compose test's check of a run directory (a script, not part of the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_run", ROOT / "docker/check_run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_run(folder: Path, participants: str = "0 1", loss: str = "2.5") -> Path:
+    """A run directory as hospitals_pair.yaml's run writes it (2 rounds, 2 clients; DLG on round 2, client 0)."""
+    folder.mkdir(parents=True)
+    (folder / "deploy_status.json").write_text(json.dumps({"problems": []}))
+    header = "round,loss,accuracy,train_loss,clients,participants,eval_clients,attacks_pending,seconds\n"
+    (folder / "rounds.csv").write_text(header + "".join(f"{r},{loss},0.1,2.0,2,{participants},2,0,{r}.5\n"
+                                                        for r in (1, 2)))
+    attacked = [(a, r, c) for a in ("idlg", "rconv") for r in (1, 2) for c in (0, 1)] + [("dlg", 2, 0)]
+    (folder / "leakage.csv").write_text("round,client,attack\n" + "".join(f"{r},{c},{a}\n" for a, r, c in attacked))
+    (folder / "figures").mkdir()
+    (folder / "figures/training.png").write_bytes(b"png")
+    (folder / "report.html").write_text("<html></html>")
+    return folder
+
+
+def test_the_compose_tests_run_check_passes_a_whole_run_and_names_each_gap(tmp_path) -> None:
+    problems = _check_run_module().problems
+    scenario = ROOT / "scenarios/hospitals_pair.yaml"
+    reference = _fake_run(tmp_path / "reference")
+    assert problems(_fake_run(tmp_path / "good"), scenario, reference) == []
+    bad = _fake_run(tmp_path / "bad", participants="0", loss="2.6")
+    (bad / "leakage.csv").write_text((bad / "leakage.csv").read_text().replace("2,0,dlg\n", ""))
+    (bad / "report.html").unlink()
+    (bad / "deploy_status.json").write_text(json.dumps({"problems": ["attack dlg failed"]}))
+    found = problems(bad, scenario, reference)
+    assert [line.split(" ")[0] for line in found] == ["the", "rounds.csv", "rounds.csv", "leakage.csv",
+                                                      "report.html", "training"], found
+    assert "dlg on (round, client) [(2, 0)]" in found[3]
 
 
 def _compose_command() -> list[str] | None:
@@ -277,6 +376,9 @@ def _compose_command() -> list[str] | None:
     candidates = [["docker", "compose"]] if shutil.which("docker") else []
     if shutil.which("docker-compose"):
         candidates.append(["docker-compose"])
+    installed = ROOT / ".docker-tools/docker-config/cli-plugins/docker-compose"  # by make compose-test
+    if installed.exists():
+        candidates.append([str(installed)])
     for command in candidates:
         probe = subprocess.run([*command, "version"], capture_output=True, text=True)
         if probe.returncode == 0 and "v2." in probe.stdout:
