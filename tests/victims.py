@@ -37,3 +37,20 @@ class Recorder:
     def __getattr__(self, name: str):
         self.read.add(name)
         return getattr(self._observation, name)
+
+
+def run_recording_reads(attack: str, observation: Observation):
+    """Run ``attack`` on an Observation without granted labels and check that it read only what a server sees:
+    the Observation's fields and its public methods, never the labels. Returns the reconstruction."""
+    import dataclasses
+
+    from fedleak.attacks import get_attack
+
+    assert observation.labels is None  # not granted
+    recorder = Recorder(observation)
+    result = get_attack(attack)(recorder)
+    assert result.status == "ok", result.reason
+    public = {f.name for f in dataclasses.fields(Observation)} | {"gradient", "build_model", "batch_size"}
+    assert recorder.read <= public, recorder.read - public
+    assert "labels" not in recorder.read
+    return result
