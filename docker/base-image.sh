@@ -15,7 +15,11 @@ debian_image() {
   docker image inspect "$DEBIAN_IMAGE" >/dev/null 2>&1 && return 0
   command -v debootstrap >/dev/null || {
     say "installing debootstrap"
+    # A machine whose package lists were never fetched needs an update first (docker/engine.sh does one only
+    # when it installs the engine).
     DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q debootstrap >/var/tmp/fedleak-apt.log 2>&1 \
+      || { timeout 600 apt-get update -q >/var/tmp/fedleak-apt.log 2>&1 \
+           && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q debootstrap >/var/tmp/fedleak-apt.log 2>&1; } \
       || die "apt-get install debootstrap failed: $(tail -n 1 /var/tmp/fedleak-apt.log)"
   }
   local root; root="$(mktemp -d /var/tmp/fedleak-debootstrap.XXXXXX)"
