@@ -112,7 +112,7 @@ def invert_observation(observation: Observation, policy: LayerPolicy, **solver: 
     """
     spec = observation.model
     threads = solver.pop("threads", 1)
-    # Tracing the model is a forward pass too: on a busy machine it took 0.1 s with two torch threads.
+    # Tracing the model is a forward pass too, so it runs under the same thread limit as the solves.
     with blas_threads(threads):
         model = observation.build_model()
         net = parse_network(model, (spec.in_channels, spec.image_size, spec.image_size))

@@ -56,12 +56,12 @@ class MatchConfig:
     #: With a tensor start, later attempts start from it plus Gaussian noise of this many standard deviations.
     redraw_noise: float = 0.5
     #: Torch CPU threads during the loop (restored afterwards); None keeps the process setting. One thread is the
-    #: default because one evaluation of a small model is too little work to share: on a busy 2-core machine two
-    #: threads made an 8×8 LeNet run six times slower. Ignored on GPU.
+    #: default because one evaluation of a small model is too little work to share (measured in bench/README.md).
+    #: Ignored on GPU.
     cpu_threads: int | None = 1
-    #: CPU convolution kernels. ``native`` (the default) was 1.4× faster than oneDNN on DLG's LeNet; ``auto`` times
-    #: one evaluation with each and keeps the faster (oneDNN was 1.9× faster on ResNet-18), an opt-in because the
-    #: choice then depends on machine load and the two kernels round differently; see ``cpu_kernels.py``.
+    #: CPU convolution kernels. ``native`` (the default, faster on DLG's LeNet: bench/README.md); ``auto`` times one
+    #: evaluation with each and keeps the faster (oneDNN wins on ResNet-18), an opt-in because the choice then
+    #: depends on machine load and the two kernels round differently; see ``cpu_kernels.py``.
     conv_kernels: Literal["auto", "onednn", "native"] = "native"
 
     def __post_init__(self) -> None:
