@@ -31,7 +31,8 @@ from pathlib import Path
 
 import torch
 
-from fedleak.reproduce.attack_runs import attack_batch, mean, pyplot, save_figure
+from fedleak.report.figures import new_figure, save_figure
+from fedleak.reproduce.attack_runs import attack_batch, mean
 from fedleak.reproduce.base import Entry, Measured, PaperFigure, register_entry
 from fedleak.types import ModelSpec
 
@@ -160,8 +161,8 @@ def describe(result: dict) -> str:
 
 
 def plot(results: dict[str, dict], out_dir: Path, setting: str) -> None:
-    plt = pyplot()
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    figure = new_figure((10, 3.8))
+    axes = figure.subplots(1, 2, sharey=True)
     for axis, slot, title in ((axes[0], "idlg", "iDLG"), (axes[1], "analytic", "analytic attack")):
         for name, result in results.items():
             attack = "idlg" if slot == "idlg" else result["analytic"]

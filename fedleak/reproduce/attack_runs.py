@@ -1,4 +1,4 @@
-"""What the thesis and architecture entries share: one attack on one batch's gradient, scored; figure saving.
+"""What the thesis and architecture entries share: one attack on one batch's gradient, scored.
 
 The victim computes the one-batch gradient of its own client loss (``fedleak.training.batch_gradient``, which uses
 the loss the model declares); the attacker sees it through ``observe`` with the stated threat model; the scorer
@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -79,23 +78,3 @@ def mean(values: list[float]) -> float:
     reconstruction's infinite PSNR stays in, so the mean is infinite when one run was exact. NaN when none."""
     scored = [v for v in values if not math.isnan(v)]
     return sum(scored) / len(scored) if scored else math.nan
-
-
-def save_figure(figure, path: Path) -> Path:
-    """Write a matplotlib figure as PNG into the entry's out dir and close it."""
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(figure)
-    return path
-
-
-def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend (no display on a server or in CI)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt

@@ -68,10 +68,11 @@ def observe_one(model: str, image: torch.Tensor, label: torch.Tensor, activation
 
 def psnr_db(reconstruction: torch.Tensor | None, truth: torch.Tensor) -> float:
     """PSNR (peak 1) of one reconstruction; NaN when the attack returned no image, inf when exact."""
-    if reconstruction is None:
-        return float("nan")
-    mse = float(((reconstruction.double() - truth.double()) ** 2).mean())
-    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
+    from fedleak.metrics.image import psnr
+
+    if reconstruction is None or reconstruction.shape != truth.shape:
+        return float("nan")  # no image, or not one comparable with the truth: a failure in the table
+    return float(psnr(reconstruction, truth).mean())
 
 
 def summarise(values: list[float]) -> str:

@@ -119,14 +119,11 @@ def measure(quick: bool, out_dir: Path) -> dict[str, Measured]:
 
 def plot_grid(originals: torch.Tensor, shown: dict[str, list[torch.Tensor | None]], title: str, path: Path) -> None:
     """Rows: the original, then each attack's reconstruction with its PSNR; one column per image."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from fedleak.report.figures import new_figure, save_figure
 
     columns = len(originals)
-    fig, axes = plt.subplots(1 + len(ATTACKS), columns, figsize=(1.3 * columns, 1.45 * (1 + len(ATTACKS))),
-                             squeeze=False)
+    fig = new_figure((1.3 * columns, 1.45 * (1 + len(ATTACKS))))
+    axes = fig.subplots(1 + len(ATTACKS), columns, squeeze=False)
     for j in range(columns):
         _show(axes[0][j], originals[j], "original" if j == 0 else "")
         for i, attack in enumerate(ATTACKS, start=1):
@@ -136,9 +133,7 @@ def plot_grid(originals: torch.Tensor, shown: dict[str, list[torch.Tensor | None
             _show(axes[i][j], None if image is None else image[0], f"{label}{value:.1f} dB" if not math.isnan(value)
                   else f"{label}failed")
     fig.suptitle(title, fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _show(ax, image: torch.Tensor | None, caption: str) -> None:

@@ -124,15 +124,13 @@ def measure(quick: bool, out_dir: Path) -> dict[str, Measured]:
 
 def plot_grid(rows: list[dict], path: Path) -> None:
     """Share of images ≥ 20 dB per architecture × activation: one panel per dataset and mode."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
+    from fedleak.report.figures import new_figure, save_figure
+
     datasets = sorted({r["dataset"] for r in rows}, key=[d for d, _ in DATASETS].index)
-    fig, axes = plt.subplots(len(datasets), len(MODES), figsize=(4.6 * len(MODES), 3.4 * len(datasets)),
-                             squeeze=False)
+    fig = new_figure((4.6 * len(MODES), 3.4 * len(datasets)))
+    axes = fig.subplots(len(datasets), len(MODES), squeeze=False)
     for i, dataset in enumerate(datasets):
         n = len({r["index"] for r in rows if r["dataset"] == dataset})
         for j, mode in enumerate(MODES):
@@ -148,9 +146,7 @@ def plot_grid(rows: list[dict], path: Path) -> None:
             ax.set_yticks(range(len(ARCHITECTURES)), ARCHITECTURES, fontsize=8)
             ax.set_title(f"{TITLES[dataset]}, {MODE_TITLES[mode]} ({n} images)", fontsize=9)
     fig.suptitle("rconv: share of images ≥ 20 dB (B = 1, fresh network per image)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 ENTRY = register_entry(Entry(

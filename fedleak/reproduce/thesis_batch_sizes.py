@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from fedleak.reproduce.attack_runs import AttackRun, attack_batch, mean, pyplot, save_figure
+from fedleak.report.figures import new_figure, save_figure
+from fedleak.reproduce.attack_runs import AttackRun, attack_batch, mean
 from fedleak.reproduce.base import Entry, Measured, PaperFigure, register_entry
 from fedleak.types import ModelSpec
 
@@ -83,8 +84,8 @@ def measure_curves(batches: tuple[int, ...], runs: int, iterations: int) -> dict
 
 def plot_dataset(dataset: str, curves: dict, batches: tuple[int, ...], runs: int, iterations: int,
                  out_dir: Path) -> None:
-    plt = pyplot()
-    figure, (loss_axis, psnr_axis) = plt.subplots(1, 2, figsize=(9, 3.4))
+    figure = new_figure((9, 3.4))
+    loss_axis, psnr_axis = figure.subplots(1, 2)
     for attack, title in ATTACKS.items():
         loss_axis.plot(batches, [curves[dataset, attack, b][1] for b in batches], marker="o", label=title)
         psnr_axis.plot(batches, [curves[dataset, attack, b][0] for b in batches], marker="o", label=title)

@@ -40,7 +40,8 @@ from pathlib import Path
 
 import torch
 
-from fedleak.reproduce.attack_runs import AttackRun, attack_batch, mean, pyplot, save_figure
+from fedleak.report.figures import new_figure, save_figure
+from fedleak.reproduce.attack_runs import AttackRun, attack_batch, mean
 from fedleak.reproduce.base import Entry, Measured, PaperFigure, register_entry
 from fedleak.types import ModelSpec
 
@@ -161,8 +162,8 @@ def measure_batches(runs: int, iterations: int, curves: dict[int, list[float]]) 
 
 
 def plot_single(rows: list, out_dir: Path) -> None:
-    plt = pyplot()
-    figure, axes = plt.subplots(len(rows), 3, figsize=(6, 2.2 * len(rows)), squeeze=False)
+    figure = new_figure((6, 2.2 * len(rows)))
+    axes = figure.subplots(len(rows), 3, squeeze=False)
     for row, (name, image, dlg, closed) in enumerate(rows):
         for col, (title, picture) in enumerate((("true", image), ("DLG", dlg), ("closed form", closed))):
             axis = axes[row][col]
@@ -176,8 +177,8 @@ def plot_single(rows: list, out_dir: Path) -> None:
 
 
 def plot_batches(curves: dict[int, list[float]], runs: int, out_dir: Path) -> None:
-    plt = pyplot()
-    figure, axis = plt.subplots(figsize=(5, 3.2))
+    figure = new_figure((5, 3.2))
+    axis = figure.subplots()
     for outputs, psnrs in curves.items():
         axis.plot(BATCH_SIZES, psnrs, marker="o", label=f"{outputs} output(s)")
     axis.set_xlabel("batch size B")
