@@ -22,22 +22,16 @@ attack's sub-network). Accuracy is the arg-max of the outputs against the label.
 with cross-entropy.
 """
 
-import torch
 from torch import nn
 
+from fedleak.models.linreg import LinearRegression
 from fedleak.models.registry import register_model
 
 
-class LinearRegressionMSE(nn.Module):
-    #: The client trains this model with squared error (see :data:`fedleak.training.LOSSES`).
+class LinearRegressionMSE(LinearRegression):
+    """``linreg``'s layer, trained with squared error (see :data:`fedleak.training.LOSSES`)."""
+
     client_loss_name = "mse"
-
-    def __init__(self, in_channels: int, image_size: int, num_classes: int):
-        super().__init__()
-        self.fc = nn.Linear(in_channels * image_size * image_size, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x.flatten(1))
 
 
 @register_model("linreg-mse")
