@@ -1,7 +1,7 @@
 # One image for every service of docker-compose.yml: the SuperLink, the SuperNodes and the SuperExecs all run
 # Flower's own console scripts from one environment holding exactly the tested versions (requirements.lock) and
 # fedleak. The ServerApp's and the ClientApps' code is this installed package (the FAB that `flwr run` sends
-# carries pyproject.toml and scenarios/ only; see fedleak/deploy_app.py).
+# carries pyproject.toml and scenarios/ only; see fedleak/drivers/deploy_app.py).
 #
 # BASE_IMAGE, either:
 # - Flower's official SuperExec image (the default; needs Docker Hub): Python in /python/venv, user `app`, /app;

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from fedleak.attacks import get_attack
-from fedleak.audit import audit
 from fedleak.config.schema import DataConfig
 from fedleak.data import load_images
+from fedleak.drivers.audit import audit
 from fedleak.models import list_models
 from fedleak.observe import observe
 from fedleak.training import batch_gradient

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench_io import write_json
 
-from fedleak.cli.main import main as fedleak
+from fedleak.drivers.cli.main import main as fedleak
 
 ROOT = Path(__file__).resolve().parents[1]
 

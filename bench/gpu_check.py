@@ -59,8 +59,8 @@ def main() -> int:
         cpu = seconds_per_attack(name, "cpu", args.attacks, params)
         gpu = seconds_per_attack(name, "cuda", args.attacks, params)
         print(f"{name}: {cpu:.2f} s per attack on CPU, {gpu:.2f} s on GPU → {cpu / gpu:.1f}×")
-    from fedleak.config.loader import load_scenario
-    from fedleak.simulation import simulate
+    from fedleak.drivers.scenarios import load_scenario
+    from fedleak.drivers.simulation import simulate
 
     scenario = load_scenario(ROOT / "scenarios" / "smoke.yaml").model_copy(update={"device": "cuda"})
     with tempfile.TemporaryDirectory() as folder:

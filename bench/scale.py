@@ -44,8 +44,8 @@ def scenario_dict(registered: int, rounds: int, attacks: bool) -> dict:
 
 def one_run(registered: int, rounds: int, attacks: bool) -> dict:
     """Run one setting in this process (called in a child process) and return its figures."""
-    from fedleak.config.loader import parse_scenario
-    from fedleak.simulation import simulate
+    from fedleak.drivers.scenarios import parse_scenario
+    from fedleak.drivers.simulation import simulate
 
     scenario = parse_scenario(scenario_dict(registered, rounds, attacks))
     with tempfile.TemporaryDirectory(prefix="scale-") as folder:

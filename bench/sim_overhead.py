@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from fedleak.config.loader import load_scenario
+from fedleak.drivers.scenarios import load_scenario
+from fedleak.drivers.simulation import ServerSide, run_on_flower
 from fedleak.quiet import configure_logging
-from fedleak.simulation import ServerSide, run_on_flower
 
 ROOT = Path(__file__).resolve().parents[1]
 

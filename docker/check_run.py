@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from fedleak.config.loader import load_scenario
+from fedleak.drivers.scenarios import load_scenario
 
 #: rounds.csv columns that depend only on the scenario and its seed (not on timing or attack progress).
 TRAINING_COLUMNS = ("round", "loss", "accuracy", "train_loss", "clients", "participants", "eval_clients")

@@ -16,7 +16,7 @@ SCENARIO="${COMPOSE_SCENARIO:-scenarios/hospitals_pair.yaml}"
 TIMEOUT_S="${COMPOSE_TEST_TIMEOUT:-1200}"   # for the run itself, once the containers are up
 PY="$REPO/.venv/bin/python"
 [[ -x "$PY" ]] || die "$PY is missing: run 'make test' (or any target that creates .venv) first"
-CLIENTS="$("$PY" -c 'import sys; from fedleak.config.loader import load_scenario as s
+CLIENTS="$("$PY" -c 'import sys; from fedleak.drivers.scenarios import load_scenario as s
 print(s(sys.argv[1]).clients.count)' "$SCENARIO")" || die "cannot read $SCENARIO"
 (( CLIENTS <= 5 )) || die "$SCENARIO has $CLIENTS clients; docker-compose.yml has 5 SuperNodes"
 SERVICES=(superlink serverapp)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fedleak.arms import arm_scenario, plan
-from fedleak.cli.main import main
-from fedleak.config.loader import parse_scenario
+from fedleak.drivers.arms import arm_scenario, plan
+from fedleak.drivers.cli.main import main
+from fedleak.drivers.scenarios import parse_scenario
 from fedleak.report.frontier import FRONTIER_COLUMNS, read_arm, worst_case
 
 LEAKAGE_HEADER = ["round", "client", "attack", "batch_size", "status", "psnr_per_image", "dp_epsilon", "dp_unit"]

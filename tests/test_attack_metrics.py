@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fedleak.cli.main import main
+from fedleak.drivers.cli.main import main
 
 
 def test_linear_inversion_of_one_digit_beats_its_baseline_and_names_the_digit(tmp_path: Path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fedleak.config import parse_scenario
+from fedleak.drivers.scenarios import parse_scenario
 from fedleak.errors import UserError
 from fedleak.server.schedule import sampled_updates
 

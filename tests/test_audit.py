@@ -11,8 +11,8 @@ from torch import nn
 
 from fedleak.attacks.conv_constraints import gradient_matrix
 from fedleak.attacks.conv_network import ConvGeometry
-from fedleak.audit import audit, gradient_ranks, residue_blocks, stacked_rank
-from fedleak.cli.main import main
+from fedleak.drivers.audit import audit, gradient_ranks, residue_blocks, stacked_rank
+from fedleak.drivers.cli.main import main
 
 
 @pytest.fixture(autouse=True)

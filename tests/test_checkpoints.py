@@ -10,8 +10,8 @@ import pytest
 import torch
 from flwr.app import ArrayRecord
 
-from fedleak.cli.main import main
-from fedleak.config import parse_scenario
+from fedleak.drivers.cli.main import main
+from fedleak.drivers.scenarios import parse_scenario
 from fedleak.errors import UserError
 from fedleak.server.app import initial_weights, save_checkpoint
 from fedleak.types import ModelSpec

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from fedleak.attacks import ATTACKS, Attack, list_attacks
-from fedleak.cli.attack import SHORTHANDS
-from fedleak.cli.main import main
+from fedleak.drivers.cli.attack import SHORTHANDS
+from fedleak.drivers.cli.main import main
 from fedleak.metrics import score_batch
 from fedleak.models import MODELS
 from fedleak.report.single import history_in_true_order, write_history

@@ -12,8 +12,8 @@ from fedleak import protocol
 from fedleak.clients.app import build_client_app
 from fedleak.clients.defenses import noise_generator
 from fedleak.clients.update import LocalTraining, client_update, round_batches, train_update
-from fedleak.config import parse_scenario
 from fedleak.config.schema import NoDefense
+from fedleak.drivers.scenarios import parse_scenario
 from fedleak.errors import UserError
 from fedleak.federated_data import federated_data
 from fedleak.server.app import initial_weights

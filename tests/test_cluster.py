@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fedleak.cli.main import main
+from fedleak.drivers.cli.main import main
 from fedleak.runtime.cluster import cluster_address
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fedleak.cli.main import main
-from fedleak.config import load_scenario, parse_scenario
+from fedleak.drivers.cli.main import main
+from fedleak.drivers.scenarios import load_scenario, parse_scenario
 from fedleak.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ from fedleak import protocol
 from fedleak.clients.defense_mod import make_defense_mod
 from fedleak.clients.defenses import apply_defense, defense_label, local_dp_std, noise_generator
 from fedleak.clients.dp_sgd import dp_sgd_update
-from fedleak.config import parse_scenario
 from fedleak.config.schema import DpSgdDefense, LocalDpDefense, NoDefense, PruneDefense, QuantizeDefense
+from fedleak.drivers.scenarios import parse_scenario
 from fedleak.errors import UserError
 from fedleak.privacy import gaussian_delta
 from fedleak.training import batch_gradient, local_steps_update

@@ -29,9 +29,9 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 
 from fedleak import protocol
-from fedleak.cli.main import main as fedleak_main
-from fedleak.deploy_app import RUN_CONFIG_KEYS, client_app, read_run_config, resolve_scenario_path, server_app
-from fedleak.deploy_launcher import (
+from fedleak.drivers.cli.main import main as fedleak_main
+from fedleak.drivers.deploy_app import RUN_CONFIG_KEYS, client_app, read_run_config, resolve_scenario_path, server_app
+from fedleak.drivers.deploy_launcher import (
     MARKER_ENV,
     Processes,
     flower_config,
@@ -75,8 +75,8 @@ def test_pyproject_declares_a_valid_flower_app_whose_components_load() -> None:
     app = config["tool"]["flwr"]["app"]
     assert tuple(app["config"]) == RUN_CONFIG_KEYS
     assert all(isinstance(value, str) for value in app["config"].values())  # run config takes flat values only
-    assert app["components"] == {"serverapp": "fedleak.deploy_app:server_app",
-                                 "clientapp": "fedleak.deploy_app:client_app"}
+    assert app["components"] == {"serverapp": "fedleak.drivers.deploy_app:server_app",
+                                 "clientapp": "fedleak.drivers.deploy_app:client_app"}
     assert isinstance(server_app, ServerApp) and isinstance(client_app, ClientApp)
 
 
@@ -139,7 +139,7 @@ def test_read_run_config(tmp_path) -> None:
 
 
 def test_the_module_level_client_app_trains_as_the_scenario_says(tmp_path, flower_task_identity) -> None:
-    from fedleak.config.loader import load_scenario
+    from fedleak.drivers.scenarios import load_scenario
     from fedleak.federated_data import federated_data
 
     path = _write_tiny(tmp_path)
@@ -411,8 +411,8 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.mark.slow
 def test_a_scenario_runs_on_the_deployment_engine_and_leaves_no_process(tmp_path, monkeypatch) -> None:
-    from fedleak.config.loader import load_scenario
-    from fedleak.deploy_launcher import deploy
+    from fedleak.drivers.deploy_launcher import deploy
+    from fedleak.drivers.scenarios import load_scenario
 
     path = _write_tiny(tmp_path)
     marker = uuid.uuid4().hex

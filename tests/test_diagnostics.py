@@ -13,9 +13,9 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricReco
 
 from fedleak import protocol
 from fedleak.attacks import ATTACKS, Attack, register_attack
-from fedleak.config.loader import parse_scenario
 from fedleak.config.schema import DataConfig
 from fedleak.data import load_images
+from fedleak.drivers.scenarios import parse_scenario
 from fedleak.report import RunWriter
 from fedleak.report.tables import read_leakage
 from fedleak.runtime.local import LocalExecutor

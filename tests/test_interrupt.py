@@ -23,7 +23,7 @@ SCENARIO = {
 
 
 def fedleak(*args: str, **kwargs) -> subprocess.Popen:
-    command = [sys.executable, "-c", "import sys; from fedleak.cli.main import main; sys.exit(main())", *args]
+    command = [sys.executable, "-c", "import sys; from fedleak.drivers.cli.main import main; sys.exit(main())", *args]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 

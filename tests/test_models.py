@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from fedleak.cli.main import main
+from fedleak.drivers.cli.main import main
 from fedleak.errors import UserError
 from fedleak.models import MODELS, get_model, list_models, register_model
 from fedleak.training import client_loss

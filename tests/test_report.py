@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fedleak.cli.main import main as cli_main
 from fedleak.config.schema import Scenario
+from fedleak.drivers.cli.main import main as cli_main
 from fedleak.report import RunWriter, build_report, grid
 from fedleak.report.images import MIN_DISPLAY_SIDE
 from fedleak.report.tables import read_leakage, read_rounds, summarize

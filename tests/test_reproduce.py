@@ -6,8 +6,8 @@ import csv
 
 import pytest
 
-from fedleak.cli.main import main
-from fedleak.reproduce import Entry, Measured, PaperFigure, write_table
+from fedleak.drivers.cli.main import main
+from fedleak.drivers.reproduce import Entry, Measured, PaperFigure, write_table
 
 
 def test_list_names_the_idlg_table(capsys):

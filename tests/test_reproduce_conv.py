@@ -8,11 +8,11 @@ import math
 
 import pytest
 
-from fedleak.cli.main import main
-from fedleak.reproduce import ENTRIES
-from fedleak.reproduce.conv_images import load_test_images, summarise
-from fedleak.reproduce.hybrid_comparison import ATTACKS, MODELS
-from fedleak.reproduce.rconv_grid import ACTIVATIONS, ARCHITECTURES, cell_text
+from fedleak.drivers.cli.main import main
+from fedleak.drivers.reproduce import ENTRIES
+from fedleak.drivers.reproduce.conv_images import load_test_images, summarise
+from fedleak.drivers.reproduce.hybrid_comparison import ATTACKS, MODELS
+from fedleak.drivers.reproduce.rconv_grid import ACTIVATIONS, ARCHITECTURES, cell_text
 
 
 def _rows(path):

@@ -11,7 +11,7 @@ import re
 import pytest
 import torch
 
-from fedleak.cli.main import main
+from fedleak.drivers.cli.main import main
 from fedleak.training import batch_gradient, functional_gradient, loss_of, squared_error_loss
 from fedleak.types import ModelSpec
 

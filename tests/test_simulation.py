@@ -14,10 +14,10 @@ import torch
 import yaml
 
 from fedleak.attacks import ATTACKS, Attack, register_attack
-from fedleak.config.loader import load_scenario, parse_scenario
 from fedleak.config.schema import AttackConfig
+from fedleak.drivers.scenarios import load_scenario, parse_scenario
+from fedleak.drivers.simulation import check_run, simulate
 from fedleak.server.ledger import RunLedger
-from fedleak.simulation import check_run, simulate
 from fedleak.types import Observation, Reconstruction
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,7 +138,7 @@ def test_check_run_reports_missing_rounds_and_clients():
 
 
 def test_cli_reports_scenario_errors_on_one_line(tmp_path, capsys):
-    from fedleak.cli.main import main
+    from fedleak.drivers.cli.main import main
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: {dataset: mnist}\nclients: {count: 2}\ntraining: {rounds: 0}\n")
@@ -192,7 +192,7 @@ def test_epoch_run_samples_clients_accounts_their_rounds_and_writes_checkpoints(
 
 
 def test_cli_refuses_an_out_folder_that_already_holds_a_run(tmp_path, capsys):
-    from fedleak.cli.main import main
+    from fedleak.drivers.cli.main import main
 
     out = tmp_path / "run"
     out.mkdir()

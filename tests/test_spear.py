@@ -132,7 +132,7 @@ def test_spear_recovers_a_real_mlp_batch_through_the_registry():
 
 
 def test_fedleak_attack_runs_spear_on_mlp(tmp_path: Path):
-    from fedleak.cli.main import main
+    from fedleak.drivers.cli.main import main
 
     out = tmp_path / "spear"
     rc = main(["attack", "--attack", "spear", "--model", "mlp", "--dataset", "mnist", "--split", "test",

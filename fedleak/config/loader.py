@@ -1,4 +1,5 @@
-"""Read a scenario file; any problem becomes one :class:`UserError` line naming the file and the field."""
+"""Read a scenario file against the schema; any problem becomes one :class:`UserError` line naming the file and the
+field."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from fedleak.config.schema import DEFENSE_SETTINGS, PARTITION_SETTINGS, Scenario
 from fedleak.errors import UserError
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Load and fully check a scenario file (schema, then model/attack names and attack parameters)."""
+def read_scenario(path: str | Path) -> Scenario:
+    """Read a scenario file and check it against the schema. Names (models, attacks) and attack parameters are
+    checked against the registries one layer up, by :func:`fedleak.drivers.scenarios.load_scenario`."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such scenario file; pass the path of a .yaml file, e.g. scenarios/smoke.yaml")
@@ -25,20 +27,20 @@ def load_scenario(path: str | Path) -> Scenario:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise UserError(f"{path}: YAML syntax error{where}: {problem}") from None
-    scenario = parse_scenario(raw, source=str(path))
+    scenario = validate_scenario(raw, source=str(path))
     if scenario.name is None:
         scenario = scenario.model_copy(update={"name": path.stem})
     return scenario
 
 
-def parse_scenario(raw: Any, source: str = "<scenario>") -> Scenario:
+def validate_scenario(raw: Any, source: str = "<scenario>") -> Scenario:
+    """A scenario mapping checked against the schema (see :func:`read_scenario` for the names)."""
     if not isinstance(raw, dict):
         raise UserError(f"{source}: a scenario is a YAML mapping with sections data, clients, training, …")
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
         raise UserError(f"{source}: {_describe(exc)}") from None
-    _check_names(scenario, source)
     return scenario
 
 
@@ -66,49 +68,6 @@ _UNION_TAGS = {
     *PARTITION_SETTINGS.names(), *DEFENSE_SETTINGS.names(),
     "str", "int", "float", "bool", "list[int]", "list[float]",
 }
-
-
-def _check_names(scenario: Scenario, source: str) -> None:
-    """Names resolved against the registries; attack parameters checked against each attack's config."""
-    from fedleak.attacks import ATTACKS, check_params
-    from fedleak.models import MODELS
-    from fedleak.models.registry import ACTIVATIONS
-
-    training = scenario.training
-    if training.model not in MODELS:
-        raise UserError(f"{source}: training.model: unknown model {training.model!r}; choose one of: "
-                        f"{', '.join(MODELS.names())}")
-    if training.activation is not None and training.activation not in ACTIVATIONS:
-        raise UserError(f"{source}: training.activation: unknown activation {training.activation!r}; "
-                        f"choose one of: {', '.join(ACTIVATIONS)}")
-    _check_dp_sgd_model(scenario, source)
-    for i, attack in enumerate(scenario.attacks):
-        if attack.name not in ATTACKS:
-            raise UserError(f"{source}: attacks[{i}].name: unknown attack {attack.name!r}; choose one of: "
-                            f"{', '.join(ATTACKS.names())}")
-        problem = check_params(attack.name, attack.params)
-        if problem:
-            raise UserError(f"{source}: attacks[{i}].params: {problem}")
-        if attack.clients != "all":
-            bad = [c for c in attack.clients if c >= scenario.clients.count]
-            if bad:
-                raise UserError(f"{source}: attacks[{i}].clients: client {bad[0]} does not exist "
-                                f"(clients are 0..{scenario.clients.count - 1})")
-
-
-def _check_dp_sgd_model(scenario: Scenario, source: str) -> None:
-    """DP-SGD needs per-sample gradients: refuse, before the run, a model Opacus cannot train (e.g. BatchNorm)."""
-    defenses = [scenario.training.defense] + [o.defense for o in scenario.clients.overrides if o.defense]
-    if not any(d.kind == "dp_sgd" for d in defenses):
-        return
-    from fedleak.clients.dp_sgd import validate_model
-    from fedleak.types import ModelSpec
-
-    model = ModelSpec(scenario.training.model, 3, 32, 10, scenario.training.activation).build()
-    problem = validate_model(model)
-    if problem:
-        raise UserError(f"{source}: defense dp_sgd: Opacus cannot train model {scenario.training.model!r} "
-                        f"({problem}); choose a model without BatchNorm, e.g. lenet")
 
 
 @functools.lru_cache(maxsize=8)

@@ -12,7 +12,7 @@ A scenario YAML has these sections; everything but ``data``, ``clients`` and ``t
     threat_model: …          # fedleak.types.ThreatModel
     executor: …              # ExecutorConfig
     output: …                # OutputConfig
-    arms: […]                # ArmConfig list: one federation per defense, compared (fedleak.arms)
+    arms: […]                # ArmConfig list: one federation per defense, compared (fedleak.drivers.arms)
 """
 
 from __future__ import annotations
@@ -357,7 +357,7 @@ class Scenario(Strict):
     threat_model: ThreatModel = Field(default_factory=ThreatModel)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
-    #: Defenses compared on the same federation: one run per arm into ``arms/<name>/`` (fedleak.arms).
+    #: Defenses compared on the same federation: one run per arm into ``arms/<name>/`` (fedleak.drivers.arms).
     arms: list[ArmConfig] = []
 
     @field_validator("arms")

@@ -1,6 +1,6 @@
 """The privacy–utility frontier of a defense comparison, computed from each arm's own CSVs.
 
-A run with arms has this layout (fedleak.arms)::
+A run with arms has this layout (fedleak.drivers.arms)::
 
     run_dir/
       scenario.yaml        the scenario with its arms

@@ -9,7 +9,7 @@ from fedleak.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fedleak.cli import attack, audit, deploy, models, report, reproduce, simulate, validate
+    from fedleak.drivers.cli import attack, audit, deploy, models, report, reproduce, simulate, validate
 
     parser = argparse.ArgumentParser(prog="fedleak", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

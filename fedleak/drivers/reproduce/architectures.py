@@ -31,9 +31,9 @@ from pathlib import Path
 
 import torch
 
+from fedleak.drivers.reproduce.attack_runs import attack_batch, mean
+from fedleak.drivers.reproduce.base import Entry, Measured, PaperFigure, register_entry
 from fedleak.report.figures import new_figure, save_figure
-from fedleak.reproduce.attack_runs import attack_batch, mean
-from fedleak.reproduce.base import Entry, Measured, PaperFigure, register_entry
 from fedleak.types import ModelSpec
 
 SHAPE = (1, 28, 10)  # MNIST: channels, pixels, classes
@@ -73,7 +73,7 @@ def spec_of(name: str) -> ModelSpec:
 
 def analytic_attack(name: str) -> tuple[str | None, str]:
     """(attack, why) — the analytic attack for this model, or None with the audit's verdict."""
-    from fedleak.audit import audit
+    from fedleak.drivers.audit import audit
 
     if name in LINEAR_FIRST:
         return "linear", "first layer Linear on the image"

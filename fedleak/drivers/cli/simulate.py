@@ -5,7 +5,7 @@ interrupted run keeps what it had. Exits 1 when the run is incomplete (a round w
 round that never finished), even where Flower itself reported success.
 
 A scenario with ``arms:`` runs one federation per arm, one after another, each into ``<run dir>/arms/<name>/``
-(fedleak.arms), then writes the comparison at the top: frontier.csv, frontier.png, report.html.
+(fedleak.drivers.arms), then writes the comparison at the top: frontier.csv, frontier.png, report.html.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ def run(args) -> int:
     from fedleak.quiet import configure_logging
 
     configure_logging(args.verbose)
-    from fedleak.config.loader import load_scenario
     from fedleak.defaults import run_dir_for
+    from fedleak.drivers.scenarios import load_scenario
 
     scenario = load_scenario(args.scenario)
     run_dir = run_dir_for(args.out, scenario.output.dir, scenario.name)
@@ -53,7 +53,7 @@ def refuse_existing_run(run_dir: Path, option: str) -> None:
 
 def _run_arms(scenario, run_dir: Path, args) -> int:
     """One run per arm, in order; the frontier is written even when an arm failed or Ctrl-C stopped the run."""
-    from fedleak.arms import plan, write_top
+    from fedleak.drivers.arms import plan, write_top
     from fedleak.report.frontier_page import build_frontier
 
     arms = plan(scenario, run_dir)
@@ -76,7 +76,7 @@ def _run_arms(scenario, run_dir: Path, args) -> int:
 
 
 def _run_one(scenario, run_dir: Path, args) -> int:
-    from fedleak.simulation import simulate
+    from fedleak.drivers.simulation import simulate
 
     try:
         result = simulate(scenario, run_dir=run_dir, base_dir=args.scenario.resolve().parent,

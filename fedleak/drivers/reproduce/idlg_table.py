@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from fedleak.config.schema import DataConfig
-from fedleak.reproduce.base import Entry, Measured, PaperFigure, register_entry
+from fedleak.drivers.reproduce.base import Entry, Measured, PaperFigure, register_entry
 
 DATASETS = {"mnist": "MNIST", "cifar100": "CIFAR-100", "lfw": "LFW"}
 ATTACKS = {"dlg": "DLG", "idlg": "iDLG"}

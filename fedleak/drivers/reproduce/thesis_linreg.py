@@ -40,9 +40,9 @@ from pathlib import Path
 
 import torch
 
+from fedleak.drivers.reproduce.attack_runs import AttackRun, attack_batch, mean
+from fedleak.drivers.reproduce.base import Entry, Measured, PaperFigure, register_entry
 from fedleak.report.figures import new_figure, save_figure
-from fedleak.reproduce.attack_runs import AttackRun, attack_batch, mean
-from fedleak.reproduce.base import Entry, Measured, PaperFigure, register_entry
 from fedleak.types import ModelSpec
 
 CUSTOM_IMAGE = "Anthony_Hopkins_0001.jpg"
@@ -98,7 +98,7 @@ def weight_gradient_rank(spec: ModelSpec, images: torch.Tensor, labels: torch.Te
     """Numerical rank of the observed weight gradient ``(1/B) Σ_i alpha_i x_i`` (outputs × pixels): at most
     min(B, outputs), so 1 for one output whatever the batch. The gradient is float32, so singular values under
     ``RANK_RTOL`` × the largest are rounding noise (measured ≈ 1e-8; the smallest real one ≈ 1e-2 at B = 8)."""
-    from fedleak.reproduce.attack_runs import victim_gradient
+    from fedleak.drivers.reproduce.attack_runs import victim_gradient
 
     _, update = victim_gradient(spec, None, images, labels, seed)
     return int(torch.linalg.matrix_rank(update["fc.weight"].double(), rtol=RANK_RTOL))

@@ -1,4 +1,5 @@
-"""``fedleak audit``: per-layer rank analysis of a registered model before any training or data (see fedleak.audit)."""
+"""``fedleak audit``: per-layer rank analysis of a registered model before any training or data
+(see fedleak.drivers.audit)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fedleak.audit import MAX_DENSE, RELU_PROBES, audit, render
+    from fedleak.drivers.audit import MAX_DENSE, RELU_PROBES, audit, render
 
     max_dense = MAX_DENSE if args.max_dense is None else args.max_dense
     if max_dense < 0:

@@ -194,7 +194,7 @@ def _leave_cluster() -> None:
 class ServerSide:
     """Everything that lives beside the ServerApp: data (for scoring), initial weights, the run writer, the attack
     executor and the interceptor's tap. Shared by the simulation engine (:func:`simulate`) and the deployment
-    engine (``fedleak.deploy_app``), so both write the same run directory."""
+    engine (``fedleak.drivers.deploy_app``), so both write the same run directory."""
 
     scenario: Scenario
     run_dir: Path | None

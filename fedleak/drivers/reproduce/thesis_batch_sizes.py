@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
+from fedleak.drivers.reproduce.attack_runs import AttackRun, attack_batch, mean
+from fedleak.drivers.reproduce.base import Entry, Measured, PaperFigure, register_entry
 from fedleak.report.figures import new_figure, save_figure
-from fedleak.reproduce.attack_runs import AttackRun, attack_batch, mean
-from fedleak.reproduce.base import Entry, Measured, PaperFigure, register_entry
 from fedleak.types import ModelSpec
 
 DATASETS = {"mnist": "MNIST", "cifar100": "CIFAR-100"}

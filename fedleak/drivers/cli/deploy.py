@@ -1,9 +1,9 @@
 """``fedleak deploy FILE [--out DIR]``: run a scenario on Flower's deployment engine, as separate processes on loopback.
 
-One ``flower-superlink``, one ``flower-supernode`` per client and ``flwr run`` (see fedleak/deploy_launcher.py); every
-process is stopped at the end, also after Ctrl-C or an error. Writes the same run directory as ``fedleak simulate``,
-plus ``logs/`` (one log per process) and ``deploy_status.json`` (the ServerApp's account of the run). Exits 1 when
-the run is incomplete.
+One ``flower-superlink``, one ``flower-supernode`` per client and ``flwr run`` (see
+fedleak/drivers/deploy_launcher.py); every process is stopped at the end, also after Ctrl-C or an error. Writes the
+same run directory as ``fedleak simulate``, plus ``logs/`` (one log per process) and ``deploy_status.json`` (the
+ServerApp's account of the run). Exits 1 when the run is incomplete.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from fedleak.config.loader import load_scenario
     from fedleak.defaults import run_dir_for
-    from fedleak.deploy_launcher import DeployError, deploy
+    from fedleak.drivers.deploy_launcher import DeployError, deploy
+    from fedleak.drivers.scenarios import load_scenario
     from fedleak.errors import UserError
 
     scenario = load_scenario(args.scenario)
@@ -41,7 +41,7 @@ def run(args) -> int:
     if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout {args.timeout:g}: give a positive number of seconds")
     run_dir = run_dir_for(args.out, scenario.output.dir, scenario.name)
-    from fedleak.cli.simulate import refuse_existing_run
+    from fedleak.drivers.cli.simulate import refuse_existing_run
 
     refuse_existing_run(run_dir, "--out" if args.out else "output.dir")
 

@@ -24,7 +24,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from fedleak.config.schema import Scenario
-from fedleak.deploy_launcher import STATUS_FILE
+from fedleak.drivers.deploy_launcher import STATUS_FILE
 from fedleak.errors import UserError
 
 #: The run-config keys declared in pyproject's [tool.flwr.app.config] (``flwr run`` refuses any other).
@@ -59,7 +59,7 @@ def resolve_scenario_path(text: str, roots: list[Path] | None = None) -> Path:
 
 def read_run_config(run_config: dict[str, Any]) -> tuple[Scenario, Path, Path | None, str | None]:
     """Scenario, its folder (relative data paths), run directory (``None``: the default) and executor kind."""
-    from fedleak.config.loader import load_scenario
+    from fedleak.drivers.scenarios import load_scenario
 
     path = resolve_scenario_path(str(run_config.get(SCENARIO_KEY, "")))
     scenario = load_scenario(path)
@@ -76,8 +76,8 @@ server_app = ServerApp()
 @server_app.main()
 def server_main(grid: Grid, context: Context) -> None:
     """Set up what simulate sets up around the ServerApp, run the rounds, drain the attacks, write the report."""
+    from fedleak.drivers.simulation import ServerSide
     from fedleak.quiet import configure_logging
-    from fedleak.simulation import ServerSide
 
     configure_logging(verbose=False)
     scenario, base_dir, run_dir, executor = read_run_config(dict(context.run_config))

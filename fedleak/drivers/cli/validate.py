@@ -1,6 +1,6 @@
 """``fedleak validate FILE``: exit 0 when the scenario is valid, else one line and exit 2."""
 
-from fedleak.config import load_scenario
+from fedleak.drivers.scenarios import load_scenario
 
 
 def add_parser(sub) -> None:

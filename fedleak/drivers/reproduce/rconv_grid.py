@@ -25,8 +25,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from fedleak.reproduce.base import Entry, Measured, PaperFigure, register_entry, write_rows
-from fedleak.reproduce.conv_images import TITLES, load_test_images, observe_one, psnr_db, success_share, summarise
+from fedleak.drivers.reproduce.base import Entry, Measured, PaperFigure, register_entry, write_rows
+from fedleak.drivers.reproduce.conv_images import (
+    TITLES,
+    load_test_images,
+    observe_one,
+    psnr_db,
+    success_share,
+    summarise,
+)
 
 ARCHITECTURES = ("rconv-lenet", "rconv-lenet-o", "rconv-lenet-4relu", "rconv-lenet-allrelu", "o-cnn6")
 ACTIVATIONS = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "tanh": "Tanh", "sigmoid": "Sigmoid"}

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from fedleak.reproduce.base import Entry, Measured, PaperFigure, register_entry, write_rows
-from fedleak.reproduce.conv_images import TITLES, load_test_images, observe_one, psnr_db, summarise
+from fedleak.drivers.reproduce.base import Entry, Measured, PaperFigure, register_entry, write_rows
+from fedleak.drivers.reproduce.conv_images import TITLES, load_test_images, observe_one, psnr_db, summarise
 
 MODELS = ("hybrid-cnn-a", "hybrid-cnn-b")
 ATTACKS = {"hybrid": "hybrid", "rgap": "R-GAP", "idlg": "iDLG"}

@@ -1,4 +1,5 @@
-"""``fedleak reproduce``: a source paper's experiment, the paper's figure beside fedleak's (fedleak.reproduce)."""
+"""``fedleak reproduce``: a source paper's experiment, the paper's figure beside fedleak's
+(fedleak.drivers.reproduce)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fedleak.reproduce import ENTRIES, reproduce
+    from fedleak.drivers.reproduce import ENTRIES, reproduce
 
     if args.list:
         for name in ENTRIES:

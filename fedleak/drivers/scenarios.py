@@ -1,0 +1,68 @@
+"""Load a scenario and check it whole: the schema (the kernel's :mod:`fedleak.config.loader`), then its names against
+the registries — models, activations, attacks and each attack's parameters — and the defenses' checks of the model.
+
+This sits above the kernel because the registries it reads are filled by ``fedleak.attacks`` and the clients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fedleak.attacks import ATTACKS, check_params
+from fedleak.clients.dp_sgd import validate_model
+from fedleak.config.loader import read_scenario, validate_scenario
+from fedleak.config.schema import Scenario
+from fedleak.errors import UserError
+from fedleak.models import MODELS
+from fedleak.models.registry import ACTIVATIONS
+from fedleak.types import ModelSpec
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load and fully check a scenario file (schema, then model/attack names and attack parameters)."""
+    scenario = read_scenario(path)
+    check_names(scenario, str(path))
+    return scenario
+
+
+def parse_scenario(raw: Any, source: str = "<scenario>") -> Scenario:
+    """A scenario mapping, fully checked like :func:`load_scenario`."""
+    scenario = validate_scenario(raw, source)
+    check_names(scenario, source)
+    return scenario
+
+
+def check_names(scenario: Scenario, source: str) -> None:
+    """Names resolved against the registries; attack parameters checked against each attack's config."""
+    training = scenario.training
+    if training.model not in MODELS:
+        raise UserError(f"{source}: training.model: unknown model {training.model!r}; choose one of: "
+                        f"{', '.join(MODELS.names())}")
+    if training.activation is not None and training.activation not in ACTIVATIONS:
+        raise UserError(f"{source}: training.activation: unknown activation {training.activation!r}; "
+                        f"choose one of: {', '.join(ACTIVATIONS)}")
+    _check_dp_sgd_model(scenario, source)
+    for i, attack in enumerate(scenario.attacks):
+        if attack.name not in ATTACKS:
+            raise UserError(f"{source}: attacks[{i}].name: unknown attack {attack.name!r}; choose one of: "
+                            f"{', '.join(ATTACKS.names())}")
+        problem = check_params(attack.name, attack.params)
+        if problem:
+            raise UserError(f"{source}: attacks[{i}].params: {problem}")
+        if attack.clients != "all":
+            bad = [c for c in attack.clients if c >= scenario.clients.count]
+            if bad:
+                raise UserError(f"{source}: attacks[{i}].clients: client {bad[0]} does not exist "
+                                f"(clients are 0..{scenario.clients.count - 1})")
+
+
+def _check_dp_sgd_model(scenario: Scenario, source: str) -> None:
+    """DP-SGD needs per-sample gradients: refuse, before the run, a model Opacus cannot train (e.g. BatchNorm)."""
+    defenses = [scenario.training.defense] + [o.defense for o in scenario.clients.overrides if o.defense]
+    if not any(d.kind == "dp_sgd" for d in defenses):
+        return
+    model = ModelSpec(scenario.training.model, 3, 32, 10, scenario.training.activation).build()
+    problem = validate_model(model)
+    if problem:
+        raise UserError(f"{source}: defense dp_sgd: Opacus cannot train model {scenario.training.model!r} "
+                        f"({problem}); choose a model without BatchNorm, e.g. lenet")
