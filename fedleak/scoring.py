@@ -81,7 +81,7 @@ def row_fields(context: ScoringContext, attack: str, seconds: float, threat: Thr
 
 
 def _scored(score: Any, fields: dict[str, Any]) -> LeakageRecord:
-    """The row of a scored reconstruction: batch means plus the per-image facts, in the true batch's order."""
+    """The row of a scored reconstruction: batch medians plus the per-image facts, in the true batch's order."""
     per_image = score.per_image
     return LeakageRecord(
         status="ok", reason="", psnr=_number(score.psnr), ssim=_number(score.ssim), mse=_number(score.mse),

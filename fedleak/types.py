@@ -156,18 +156,21 @@ class LeakageRecord:
     defense: str
     status: str
     reason: str
+    #: Medians over the batch's B true images (fedleak.metrics.headline): a true image nobody reconstructed counts
+    #: as not recovered (PSNR/SSIM −∞, MSE +∞); for an even B the worse middle image; PSNR ∞ only when every image
+    #: is exact.
     psnr: float | None
     ssim: float | None
     mse: float | None
     label_accuracy: float | None
-    success: float | None  # share of images with PSNR >= the success threshold
+    success: float | None  # share of the B true images with PSNR >= the success threshold
     seconds: float
     labels_known: bool
     local_hparams_known: bool
     batch_size_known: bool
-    psnr_per_image: str = ""  # space-separated, after one-to-one matching
-    #: Mean over the batch of the PSNR the dataset's mean image scores against each true image: a row at or below
-    #: it shows no leakage. Empty when the scorer had no dataset to compare with.
+    psnr_per_image: str = ""  # space-separated, in the true batch's order after one-to-one matching; "-" not recovered
+    #: Median over the batch (same rule as psnr) of the PSNR the dataset's mean image scores against each true image:
+    #: a row at or below it shows no leakage. Empty when the scorer had no dataset to compare with.
     baseline_psnr: float | None = None
     baseline_psnr_per_image: str = ""  # space-separated, in the true batch's order
     #: Share of the batch whose matched reconstruction has the true image as nearest dataset image by SSIM.

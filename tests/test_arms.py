@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -68,12 +69,13 @@ def test_frontier_numbers_by_hand(tmp_path):
                {"kind": "local_dp", "clipping_norm": 1.0, "epsilon": 2.0, "delta": 1e-5})
     arm = read_arm(arm_dir)
     assert arm.attacked_images == 6 and arm.skipped_attacks == 2
-    assert arm.worst_median_psnr == pytest.approx((35 + 40) / 2)  # median of 12, 35, 40, inf
+    # Over all six images: two failed (not recovered, −∞), 12, 35, 40, ∞ — the worse middle image, never a mean.
+    assert arm.worst_median_psnr == 12.0
     assert arm.success_rate == pytest.approx(3 / 6)  # 35, 40, inf; the two failed images count as misses
     assert arm.final_accuracy == pytest.approx(0.75)
     assert (arm.dp_epsilon, arm.dp_unit) == (2.5, "update")
     assert arm.defense.startswith("local_dp(")
-    assert arm.leakage_per_round == [(1, 40.0), (2, 12.0)]
+    assert arm.leakage_per_round == [(1, 40.0), (2, -math.inf)]  # round 2: two of three images not recovered
     assert arm.accuracy_per_round == [(1, 0.5), (2, 0.75)]
 
 

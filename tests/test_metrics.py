@@ -233,8 +233,8 @@ def test_score_batch_with_fewer_reconstructions_counts_unmatched_as_failures():
     assert by_true[2].recon_index == 0 and by_true[2].psnr == pytest.approx(20.0, abs=1e-9)
     assert by_true[1].recon_index is None and by_true[1].psnr is None
     assert by_true[3].recon_index is None
-    assert score.psnr == pytest.approx(30.0, abs=1e-9)  # mean over the two matched pairs
-    assert score.mse == pytest.approx((1e-4 + 1e-2) / 2, abs=1e-15)
+    # Median over all 4 true images, the two not recovered counting as −∞: the worse middle image is not recovered.
+    assert score.psnr == -math.inf and score.mse == math.inf and score.ssim == -math.inf
     assert score.success == 0.25  # 1 of 4 true images reaches 30 dB
     assert score.rates["psnr>=20"] == 0.5
     assert score.rates["psnr>=40"] == pytest.approx(0.25)  # 40 dB up to float rounding of 0.11 − 0.1
@@ -245,7 +245,8 @@ def test_score_batch_with_fewer_reconstructions_counts_unmatched_as_failures():
 def test_score_batch_without_images_or_labels():
     true = torch.rand(3, 1, 12, 12)
     score = score_batch(None, None, true, torch.tensor([0, 1, 2]))
-    assert score.psnr is None and score.ssim is None and score.mse is None and score.label_accuracy is None
+    assert score.psnr == -math.inf and score.mse == math.inf  # every true image counts, none recovered
+    assert score.ssim == -math.inf and score.label_accuracy is None
     assert score.success == 0.0 and set(score.rates.values()) == {0.0}
     assert all(s.recon_index is None for s in score.per_image)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import math
 import re
 import threading
 from pathlib import Path
@@ -122,18 +123,18 @@ def test_summary_counts_failures_and_success_rate():
     rows = [record(1, 0, psnr=35.0).as_row(), record(2, 0, psnr=20.0).as_row(), record(3, 0, psnr=None).as_row()]
     (summary,) = summarize(rows)
     assert (summary.attempts, summary.ok, summary.failed) == (3, 2, 1)
-    assert summary.median_psnr == pytest.approx(27.5)
+    assert summary.median_psnr == 20.0  # 35, 20 and the failed attempt's image (not recovered): the middle one
     assert summary.success_rate == pytest.approx(1 / 3)  # the failed attempt counts as zero
     assert summary.failure_reasons == {"diverged: non-finite pixels": 1}
 
 
-def test_median_is_over_single_images_and_mean_over_batches():
-    # One exact image and two poor ones in a batch of three: the batch mean is ∞, the image median is not.
-    exact_and_poor = record(1, 0, psnr=float("inf"), psnr_per_image="inf 12.0 14.0").as_row()
-    unmatched = record(2, 0, psnr=30.0, psnr_per_image="- 30.0 -").as_row()
+def test_median_is_over_every_true_image():
+    # One exact image and two poor ones, then one image at 30 dB and two nobody reconstructed (−∞).
+    exact_and_poor = record(1, 0, psnr=14.0, psnr_per_image="inf 12.0 14.0").as_row()
+    unmatched = record(2, 0, psnr=-math.inf, psnr_per_image="- 30.0 -").as_row()
     (summary,) = summarize([exact_and_poor, unmatched])
-    assert summary.median_psnr == pytest.approx(22.0)  # median of 12, 14, 30, inf
-    assert summary.mean_psnr == float("inf")
+    assert summary.median_psnr == 12.0  # −∞, −∞, 12, 14, 30, ∞: the worse middle image
+    assert summarize([exact_and_poor])[0].median_psnr == 14.0
 
 
 def _images_in(page: str) -> list[bytes]:

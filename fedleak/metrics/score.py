@@ -3,18 +3,24 @@
 Conventions (all stated once, here):
 - Reconstructions are clamped to [0, 1] before scoring (the Reconstruction type promises that range, and the
   projection can only bring an image closer to a true image in [0, 1]). True images outside [0, 1] are an error.
-- Pairs come from :func:`~fedleak.metrics.matching.match_images` (Hungarian on MSE). ``psnr``, ``ssim`` and ``mse``
-  are means over matched pairs and ``None`` when there are no reconstructed images; ``ssim`` is also ``None`` for
-  images under 11×11 pixels (smaller than SSIM's Gaussian window), while the other scores are still computed.
-- ``success``, ``rates``, ``reidentified`` and ``label_accuracy`` are shares of the B *true* images: an image
+- Pairs come from :func:`~fedleak.metrics.matching.match_images` (Hungarian on MSE): the attacker cannot know the
+  batch's order, so any one-to-one pairing of its images with the true ones is fair game.
+- Every figure is over all B *true* images. A true image without a reconstruction is *not recovered*: ``None`` per
+  image (``-`` in leakage.csv), and in the batch's headline it counts as the worst possible value (PSNR −∞).
+- ``psnr``, ``ssim`` and ``mse`` are the median over the B true images (:mod:`fedleak.metrics.headline`): for an even
+  B the worse of the two middle images, never a mean of dB, so a batch is at or above a threshold only when more
+  than half its images are. ``psnr`` is ``inf`` only when every image is exact (an exact median image with an
+  inexact one elsewhere gives the best inexact image's PSNR). ``ssim`` is ``None`` for images under 11×11 pixels
+  (smaller than SSIM's Gaussian window), while the other scores are still computed.
+- ``success``, ``rates``, ``reidentified`` and ``label_accuracy`` are shares of the B true images: an image
   without a matched reconstruction counts as a failure, so an attack that returned nothing scores 0.0, not ``None``.
 - ``label_accuracy`` compares the label an attack gave each reconstruction with the label of the true image that
   reconstruction was matched to (``label_pairing`` ``"matched"``). Only when the labels cannot be paired with images
   (no images, or a different count) are they compared as multisets (``"multiset"``).
-- ``baseline_psnr`` (the dataset's mean image against each true image, mean over the B images) and ``reidentified``
-  need the run's dataset (a :class:`~fedleak.metrics.reference.ReferenceSet`); without one they are ``None``.
-- PSNR of an exact reconstruction is ``inf`` (so is a mean that includes one). :meth:`BatchScore.to_dict`
-  writes ``inf`` as the string ``"inf"`` because JSON has no infinity.
+- ``baseline_psnr`` (the dataset's mean image against each true image, median over the B images by the same rule)
+  and ``reidentified`` need the run's dataset (a :class:`~fedleak.metrics.reference.ReferenceSet`); without one
+  they are ``None``.
+- :meth:`BatchScore.to_dict` writes ``inf`` as the string ``"inf"`` (and −∞ as ``"-inf"``): JSON has no infinity.
 """
 
 import math
@@ -23,6 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 
 from fedleak.defaults import DEFAULT_SUCCESS_PSNR
+from fedleak.metrics.headline import median_mse, median_psnr, median_ssim
 from fedleak.metrics.image import SSIM_MIN_SIZE, mse, psnr_from_mse, ssim
 from fedleak.metrics.matching import label_accuracy, match_images, matched_label_accuracy
 from fedleak.metrics.reference import ReferenceSet, baseline_psnr, reidentified
@@ -52,6 +59,7 @@ class BatchScore:
     """Scores of one reconstructed batch; see the module docstring for the conventions."""
 
     batch_size: int
+    #: Medians over the B true images (not recovered: PSNR/SSIM −∞, MSE +∞).
     psnr: float | None
     ssim: float | None
     mse: float | None
@@ -77,10 +85,6 @@ def _json_safe(value):
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     return value
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
 
 
 def _check_true_images(true_images: torch.Tensor) -> None:
@@ -133,15 +137,15 @@ def score_batch(
     labels, pairing = _label_score(pairs, recon_images, recon_labels, true_labels)
     return BatchScore(
         batch_size=batch_size,
-        psnr=_mean([s.psnr for s in matched]),
-        ssim=_mean([s.ssim for s in matched if s.ssim is not None]),
-        mse=_mean([s.mse for s in matched]),
+        psnr=median_psnr(s.psnr for s in per_image),
+        ssim=None if min(true_images.shape[-2:]) < SSIM_MIN_SIZE else median_ssim(s.ssim for s in per_image),
+        mse=median_mse(s.mse for s in per_image),
         label_accuracy=labels,
         success=share(lambda s: s.psnr >= success_psnr),
         success_psnr=success_psnr,
         rates=rates,
         per_image=per_image,
-        baseline_psnr=None if reference is None else _mean([s.baseline_psnr for s in per_image]),
+        baseline_psnr=None if reference is None else median_psnr(s.baseline_psnr for s in per_image),
         reidentified=_reidentified_share(per_image, reference, batch_size),
         label_pairing=pairing,
     )

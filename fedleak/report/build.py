@@ -121,9 +121,11 @@ def metric_notes(success_psnr: float) -> list[str]:
         f"images of the dataset, is the true image (SSIM on the {CANDIDATES} nearest by MSE; failed attempts count as "
         "zero).",
         *DP_UNITS.values(),
-        "Batches are matched one-to-one (Hungarian matching) before scoring. The median is over single images, "
-        "the means over batch means (one exact image makes a batch mean ∞); both over successful attempts. "
-        "Failures are listed with their reasons.",
+        "Batches are matched one-to-one (Hungarian matching) before scoring. Every PSNR shown is a median over all "
+        "attacked true images, never a mean of dB: an image no attack reconstructed (or whose attempt failed) counts "
+        "as not recovered (−∞), an even count takes the worse of the two middle images (so a median at or above a "
+        "line means more than half the images are), and ∞ means every image was exact. Failures are listed with "
+        "their reasons.",
     ]
 
 

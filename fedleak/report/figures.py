@@ -11,14 +11,14 @@ A figure with nothing to plot says so in the image instead of being silently lef
 from __future__ import annotations
 
 import math
-import statistics
 from collections import defaultdict
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from fedleak.report.tables import Row, baseline_psnrs, image_psnrs, is_number, median
+from fedleak.metrics.headline import median_psnr
+from fedleak.report.tables import Row, baseline_psnrs, image_psnrs, is_number
 from fedleak.report.worst import AGGREGATE, ClientLeakage, training_label
 
 FIGURE_SIZE = (6.4, 3.8)
@@ -48,7 +48,7 @@ def _empty(axes, message: str) -> None:
 
 def _finite_ceiling(points: dict[str, list[tuple[float, float]]]) -> float | None:
     """Where to draw infinite PSNR (exact reconstructions): just above the largest finite value."""
-    if not any(math.isinf(y) for pts in points.values() for _, y in pts):
+    if not any(y == math.inf for pts in points.values() for _, y in pts):
         return None
     finite = [y for pts in points.values() for _, y in pts if math.isfinite(y)]
     return (max(finite) if finite else 0.0) + 10.0
@@ -62,20 +62,19 @@ def _label(client: ClientLeakage) -> str:
 
 
 def client_attack_plot(rows: list[Row], clients: list[ClientLeakage], path: Path) -> Path:
-    """Per client (worst first, at most :data:`MAX_CLIENTS`), one bar per attack: the median per-image PSNR of that
-    attack over the client's updates, and the client's mean-image baseline as a black tick. Nothing is pooled
-    across clients."""
+    """Per client (worst first, at most :data:`MAX_CLIENTS`), one bar per attack: the median PSNR over every image
+    that attack attacked on the client (fedleak.metrics.headline: not recovered counts as −∞, drawn as no bar), and
+    the client's mean-image baseline as a black tick. Nothing is pooled across clients."""
     shown = clients[:MAX_CLIENTS]
     attacks = sorted({a for c in shown for a in c.attacks})
-    psnrs: dict[tuple[int, str], list[float]] = defaultdict(list)
+    psnrs: dict[tuple[int, str], list[float | None]] = defaultdict(list)
     for row in rows:
-        if row.get("status") == "ok":
-            psnrs[(int(row.get("client") or 0), str(row.get("attack")))].extend(image_psnrs(row))
+        psnrs[(int(row.get("client") or 0), str(row.get("attack")))].extend(image_psnrs(row))
     figure = Figure(figsize=(FIGURE_SIZE[0] + 1.6, max(2.6, 0.32 * len(shown) * max(1, len(attacks)) + 1.2)),
                     dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    values = {key: median(v) for key, v in psnrs.items() if v and key[0] in {c.client for c in shown}}
+    values = {key: median_psnr(v) for key, v in psnrs.items() if v and key[0] in {c.client for c in shown}}
     if not values:
         _empty(axes, "no successful reconstruction to plot")
         return save_figure(figure, path)
@@ -84,7 +83,7 @@ def client_attack_plot(rows: list[Row], clients: list[ClientLeakage], path: Path
     for i, attack in enumerate(attacks):
         ys = [j + i * height for j, c in enumerate(shown) if (c.client, attack) in values]
         widths = [values[(c.client, attack)] for c in shown if (c.client, attack) in values]
-        widths = [ceiling if (ceiling is not None and math.isinf(w)) else w for w in widths]
+        widths = [w if math.isfinite(w) else (ceiling if w > 0 else 0.0) for w in widths]
         axes.barh(ys, widths, height=height, label=attack)
     for j, client in enumerate(shown):
         if client.baseline is not None:
@@ -99,24 +98,26 @@ def client_attack_plot(rows: list[Row], clients: list[ClientLeakage], path: Path
 
 
 def batch_size_plot(rows: list[Row], path: Path) -> Path | None:
-    """Median per-image PSNR against batch size, one line per (attack, defense, training) — clients pooled only when
-    they trained and defended alike. ``None`` when no such group spans two batch sizes (nothing to compare)."""
-    groups: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    """Median PSNR over every attacked image against batch size (fedleak.metrics.headline: not recovered counts as
+    −∞, drawn at 0), one line per (attack, defense, training) — clients pooled only when they trained and defended
+    alike. ``None`` when no such group spans two batch sizes (nothing to compare)."""
+    groups: dict[str, dict[int, list[float | None]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        if row.get("status") == "ok" and is_number(row.get("batch_size")):
+        if is_number(row.get("batch_size")):
             key = f"{row.get('attack')} · {row.get('defense') or 'none'} · {training_label([row])}"
             groups[key][int(row["batch_size"])].extend(image_psnrs(row))
-    points = {k: [(float(b), statistics.median(v)) for b, v in sorted(by_b.items()) if v] for k, by_b in groups.items()}
-    points = {k: pts for k, pts in sorted(points.items()) if len(pts) >= 2}
+    points = {k: [(float(b), median_psnr(v)) for b, v in sorted(by_b.items()) if v] for k, by_b in groups.items()}
+    # A line needs two batch sizes, and something recovered somewhere (all-failed groups have nothing to compare).
+    points = {k: pts for k, pts in sorted(points.items()) if len(pts) >= 2 and any(y > -math.inf for _, y in pts)}
     if not points:
         return None
     figure = new_figure()
     axes = figure.add_subplot()
     ceiling = _finite_ceiling(points)
     for key, pts in points.items():
-        ys = [ceiling if (ceiling is not None and math.isinf(y)) else y for _, y in pts]
+        ys = [y if math.isfinite(y) else (ceiling if y > 0 else 0.0) for _, y in pts]
         axes.plot([x for x, _ in pts], ys, marker="o", label=key)
-    baseline = median(v for row in rows if row.get("status") == "ok" for v in baseline_psnrs(row))
+    baseline = median_psnr(v for row in rows if row.get("status") == "ok" for v in baseline_psnrs(row))
     if baseline is not None:
         axes.axhline(baseline, color="black", linewidth=0.8, linestyle="--", label="mean-image baseline (median)")
     axes.set_xscale("log", base=2)

@@ -9,13 +9,14 @@ A run with arms has this layout (fedleak.drivers.arms)::
       frontier.png, figures/, report.html
 
 Worst case per attacked image: the highest PSNR any attack reached on that image of that update (same round and
-client). Nothing here is stored anywhere else: every number is derived from leakage.csv and rounds.csv.
+client). An arm's figure is the median over all its attacked images by :mod:`fedleak.metrics.headline`'s rule (an
+image no attack reconstructed counts as not recovered, −∞; ∞ only when every image is exact). Nothing here is stored
+anywhere else: every number is derived from leakage.csv and rounds.csv.
 """
 
 from __future__ import annotations
 
 import csv
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import yaml
 
 from fedleak.defaults import DEFAULT_SUCCESS_PSNR
+from fedleak.metrics.headline import median_psnr
 from fedleak.report.tables import Row, is_number, read_leakage, read_rounds
 from fedleak.report.worst import worst_images
 from fedleak.report.writer import LEAKAGE_FILE, ROUNDS_FILE, SCENARIO_FILE
@@ -67,22 +69,21 @@ def worst_case(rows: list[Row]) -> dict[tuple[Any, Any], list[float | None]]:
 
 
 def leakage_numbers(rows: list[Row], success_psnr: float) -> tuple[float | None, float | None, int]:
-    """(median worst-case PSNR over the attacked images that some attack reconstructed, share of all attacked
-    images at or above ``success_psnr``, number of attacked images)."""
+    """(median worst-case PSNR over all attacked images, an image no attack reconstructed counting as not recovered;
+    share of all attacked images at or above ``success_psnr``; number of attacked images)."""
     images = [v for values in worst_case(rows).values() for v in values]
-    found = [v for v in images if v is not None]
-    median = statistics.median(found) if found else None
-    rate = sum(v >= success_psnr for v in found) / len(images) if images else None
-    return median, rate, len(images)
+    rate = sum(v is not None and v >= success_psnr for v in images) / len(images) if images else None
+    return median_psnr(images), rate, len(images)
 
 
 def leakage_per_round(rows: list[Row]) -> list[tuple[int, float]]:
-    """(round, median worst-case PSNR over that round's reconstructed images), rounds in order."""
-    by_round: dict[int, list[float]] = defaultdict(list)
+    """(round, median worst-case PSNR over that round's attacked images, −∞ where its median image was not
+    recovered), rounds in order."""
+    by_round: dict[int, list[float | None]] = defaultdict(list)
     for (round_, _), values in worst_case(rows).items():
         if is_number(round_):
-            by_round[int(round_)].extend(v for v in values if v is not None)
-    return [(r, statistics.median(v)) for r, v in sorted(by_round.items()) if v]
+            by_round[int(round_)].extend(values)
+    return [(r, median_psnr(v)) for r, v in sorted(by_round.items()) if v]
 
 
 def privacy_spent(rows: list[Row]) -> tuple[float | None, str]:

@@ -49,7 +49,7 @@ def frontier_plot(arms: list[ArmResult], path: Path) -> Path:
     finite = [a.worst_median_psnr for a in drawn if math.isfinite(a.worst_median_psnr)]
     ceiling = (max(finite) if finite else 0.0) + 10.0  # where an exact reconstruction (∞ dB) is drawn
     for i, arm in enumerate(drawn):
-        x = arm.worst_median_psnr if math.isfinite(arm.worst_median_psnr) else ceiling
+        x = _drawn_at(arm.worst_median_psnr, ceiling)
         axes.plot([x], [arm.final_accuracy], marker="o", linestyle="none")
         label = arm.arm + (f"\n{epsilon_label(arm)}" if arm.dp_epsilon is not None else "")
         # Arms often land close together (e.g. two defenses that cost nothing): alternate where labels go.
@@ -59,17 +59,32 @@ def frontier_plot(arms: list[ArmResult], path: Path) -> Path:
     threshold = drawn[0].success_psnr
     # Fixed axes from zero, so a small difference between arms does not look like a large one.
     axes.set_ylim(0, 1.05)
-    axes.set_xlim(0, max(max(finite, default=0.0), ceiling if len(finite) < len(drawn) else 0.0, threshold) + 8)
+    exact = any(a.worst_median_psnr == math.inf for a in drawn)
+    axes.set_xlim(0, max(max(finite, default=0.0), ceiling if exact else 0.0, threshold) + 8)
     axes.axvline(threshold, color="tab:red", linewidth=0.8, linestyle="--", label=f"success ≥ {threshold:g} dB")
     left_out = [a.arm for a in arms if a not in drawn]
-    axes.set_xlabel("worst-case median PSNR per attacked image (dB, peak 1)"
-                    + ("; ∞ drawn at the right" if any(math.isinf(a.worst_median_psnr) for a in drawn) else ""))
+    axes.set_xlabel("worst-case median PSNR per attacked image (dB, peak 1)" + _infinity_note([a.worst_median_psnr
+                                                                                               for a in drawn]))
     axes.set_ylabel("final held-out accuracy")
     axes.set_title("privacy–utility frontier" + (f" (not drawn: {', '.join(left_out)})" if left_out else ""),
                    fontsize=9)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8, loc="best")
     return save_figure(figure, path)
+
+
+def _drawn_at(value: float, ceiling: float) -> float:
+    """Where a PSNR is drawn: ∞ (every image exact) at ``ceiling``, −∞ (median image not recovered) at 0 dB."""
+    if math.isfinite(value):
+        return value
+    return ceiling if value > 0 else 0.0
+
+
+def _infinity_note(values: list[float]) -> str:
+    """The axis label's note on where infinite PSNRs are drawn (empty when there are none)."""
+    notes = (["∞ (exact) drawn at the far end"] if any(v == math.inf for v in values) else []) + (
+        ["−∞ (median image not recovered) at 0"] if any(v == -math.inf for v in values) else [])
+    return "; " + ", ".join(notes) if notes else ""
 
 
 def curves_plot(arms: list[ArmResult], key: str, ylabel: str, path: Path) -> Path:
@@ -83,11 +98,10 @@ def curves_plot(arms: list[ArmResult], key: str, ylabel: str, path: Path) -> Pat
     finite = [y for _, pts in series for _, y in pts if math.isfinite(y)]
     ceiling = (max(finite) if finite else 0.0) + 10.0
     for name, points in series:
-        axes.plot([x for x, _ in points], [y if math.isfinite(y) else ceiling for _, y in points], marker="o",
-                  label=name)
+        axes.plot([x for x, _ in points], [_drawn_at(y, ceiling) for _, y in points], marker="o", label=name)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("round")
-    axes.set_ylabel(ylabel)
+    axes.set_ylabel(ylabel + _infinity_note([y for _, pts in series for _, y in pts]))
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
     return save_figure(figure, path)
@@ -120,8 +134,9 @@ def _notes(arms: list[ArmResult], missing: list[str]) -> list[str]:
         "Every arm is the same federation (seed, data, model, attack schedule); only what each client does to "
         "its update differs.",
         "Worst case per attacked image: the highest PSNR any attack reached on that image of that update. The "
-        "median is over the images some attack reconstructed; the success rate is the share of all attacked "
-        f"images at or above {threshold:g} dB (images no attack recovered count as misses).",
+        "median is over all attacked images: an image no attack reconstructed counts as not recovered (−∞), an even "
+        "count takes the worse middle image, and ∞ means every image was exact. The success rate is the share of all "
+        f"attacked images at or above {threshold:g} dB (images no attack recovered count as misses).",
         "Final accuracy: the global model on the held-out images after the last round (rounds.csv).",
     ]
     for unit in sorted({a.dp_unit for a in arms if a.dp_epsilon is not None}):

@@ -74,6 +74,8 @@ def fmt(value: float | None, digits: int = 2, unit: str = "") -> str:
         return "–"
     if value == float("inf"):
         return "∞"
+    if value == float("-inf"):  # a median image nobody reconstructed (fedleak.metrics.headline)
+        return "−∞"
     return f"{value:.{digits}f}{unit}"
 
 

@@ -91,14 +91,14 @@ def client_table(clients: list[ClientLeakage], run_dir: Path) -> str:
     return "\n".join(parts)
 
 
-ATTACK_HEADER = ["client", "attack", "attempts (ok)", "median PSNR per image (dB)", "baseline (dB)", "mean SSIM",
+ATTACK_HEADER = ["client", "attack", "attempts (ok)", "median PSNR per image (dB)", "baseline (dB)", "median SSIM",
                  "label accuracy", "success rate", "re-identified", "mean time (s)", "failures"]
 
 
 def _attack_cells(s: AttackClientSummary) -> list[Any]:
     """One (client, attack) pair's cells as values (the CSV keeps them raw; the page formats them)."""
     reasons = "; ".join(f"{n}× {reason}" for reason, n in s.failure_reasons.most_common())
-    return [client_name(s.client), s.attack, f"{s.attempts} ({s.ok})", s.median_psnr, s.baseline, s.mean_ssim,
+    return [client_name(s.client), s.attack, f"{s.attempts} ({s.ok})", s.median_psnr, s.baseline, s.median_ssim,
             s.mean_label_accuracy, s.success_rate, s.reidentified, s.mean_seconds, reasons or "none"]
 
 
@@ -114,7 +114,7 @@ def attack_table(summaries: list[AttackClientSummary], order: list[int], run_dir
         cells = _attack_cells(s)
         rows.append([(esc(cells[0]), True), (esc(cells[1]), False), (esc(cells[2]), True),
                      psnr_cell(s.median_psnr, s.baseline, s.reidentified), (fmt(s.baseline), True),
-                     (fmt(s.mean_ssim, 3), True)] + [(percent(v), True) for v in cells[6:9]]
+                     (fmt(s.median_ssim, 3), True)] + [(percent(v), True) for v in cells[6:9]]
                     + [(fmt(s.mean_seconds, 1), True), (esc(cells[10]), False)])
     link = _csv_link(run_dir / name, ATTACK_HEADER, [_attack_cells(s) for s in summaries], len(order))
     return table(ATTACK_HEADER, rows) + "\n" + link

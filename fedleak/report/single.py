@@ -1,8 +1,9 @@
 """Outputs of ``fedleak attack`` (one attack on one victim batch): target.png, recon.png, history.png, metrics.json.
 
-metrics.json holds the batch means (psnr, ssim, mse, label_accuracy, success), seconds, status, reason,
-a per-image list after one-to-one matching, what history.png shows, and the settings of the run. JSON has
-no infinity: an exact reconstruction's PSNR is written as the string ``"inf"``.
+metrics.json holds the batch's headline (psnr, ssim, mse: medians over every true image, an image not recovered
+counting as −∞, see fedleak.metrics.headline; label_accuracy, success), seconds, status, reason, a per-image list
+after one-to-one matching, what history.png shows, and the settings of the run. JSON has no infinity: an exact
+reconstruction's PSNR is written as the string ``"inf"``, a median image not recovered as ``"-inf"``.
 
 history.png is DLG's figure (Zhu et al. 2019, arXiv 1906.08935, Fig. 3): the snapshots an iterative attack kept, in
 reading order, ten per row, the iteration under each (one row of cells per image of the batch). An analytic attack

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedleak.metrics.headline import median_psnr, median_ssim
 from fedleak.types import LeakageRecord
 
 Row = dict[str, Any]
@@ -128,20 +129,27 @@ def _reidentified(rows: list[Row]) -> float | None:
     return mean(r["reidentified"] if r.get("status") == "ok" else 0.0 for r in rows if not _skipped(r))
 
 
-def image_psnrs(row: Row) -> list[float]:
-    """Per-image PSNRs of one row (after matching); the batch mean when the row has no per-image values.
+def image_psnrs(row: Row) -> list[float | None]:
+    """Per true image PSNR of one row, in the batch's order; ``None`` for an image not recovered.
 
-    Unmatched images ('-') are left out here; the success rate counts them as misses.
+    An ok row's '-' cells are images nobody reconstructed; a failed row recovered none of its ``batch_size`` images;
+    an ok row without per-image values (an older file) gives its batch headline once. Skipped rows attacked nothing
+    and give nothing.
     """
-    values = []
+    if _skipped(row):
+        return []
+    if row.get("status") != "ok":
+        return [None] * int(row["batch_size"]) if is_number(row.get("batch_size")) else []
+    values: list[float | None] = []
     for token in str(row.get("psnr_per_image") or "").split():
         try:
-            values.append(float(token))
+            value = float(token)
         except ValueError:
-            continue
+            value = None
+        values.append(None if value is None or math.isnan(value) else value)
     if not values and is_number(row.get("psnr")):
         values.append(float(row["psnr"]))
-    return [v for v in values if not math.isnan(v)]
+    return values
 
 
 @dataclass
@@ -159,17 +167,17 @@ class AttackClientSummary:
     attempts: int
     ok: int
     failed: int
-    #: Median over single images (after matching) of successful attempts.
+    #: Median over every attacked true image (fedleak.metrics.headline): images not recovered, failed attempts'
+    #: included, count as −∞; ∞ only when every image is exact.
     median_psnr: float | None
-    #: Mean over the batch means of successful attempts.
-    mean_psnr: float | None
-    mean_ssim: float | None
+    #: Median over the successful attempts of their batch SSIM (a batch's SSIM is already its median image's).
+    median_ssim: float | None
     mean_label_accuracy: float | None
     #: Share of attacked images at or above the success PSNR, failed attempts counting as zero.
     success_rate: float | None
     mean_seconds: float | None
     failure_reasons: Counter[str]
-    #: Median over the attacked images of the mean-image baseline (None where the rows carry none).
+    #: Median over the attacked images of the mean-image baseline (None where the rows carry none), same rule as PSNR.
     baseline: float | None = None
     #: Share of attacked images re-identified, failed attempts counting as zero (None where not computed).
     reidentified: float | None = None
@@ -199,14 +207,13 @@ def summarize(rows: list[Row]) -> list[AttackClientSummary]:
                 attempts=len(group),
                 ok=len(ok),
                 failed=len(failed),
-                median_psnr=median(v for r in ok for v in image_psnrs(r)),
-                mean_psnr=mean(r.get("psnr") for r in ok),
-                mean_ssim=mean(r.get("ssim") for r in ok),
+                median_psnr=median_psnr(v for r in group for v in image_psnrs(r)),
+                median_ssim=median_ssim(r.get("ssim") for r in ok if is_number(r.get("ssim"))),
                 mean_label_accuracy=mean(r.get("label_accuracy") for r in group),
                 success_rate=mean(success),
                 mean_seconds=mean(r.get("seconds") for r in group),
                 failure_reasons=Counter(str(r.get("reason") or "no reason given") for r in failed),
-                baseline=median(v for r in group for v in baseline_psnrs(r)),
+                baseline=median_psnr(v for r in group for v in baseline_psnrs(r)),
                 reidentified=_reidentified(group),
             )
         )

@@ -2,21 +2,22 @@
 
 Two stacked panels share the round axis: the global model's held-out accuracy per round (rounds.csv) above, and below
 it, per client, the worst case over the attacks on that client's update in each round (leakage.csv): the median over
-the update's images of the highest PSNR any attack reached. A filled marker marks leakage (above the update's
-mean-image baseline, or an image re-identified), a hollow one none. Each client is its own line: nothing is pooled
-across clients that trained or defended differently.
+all the update's images of the highest PSNR any attack reached (:mod:`fedleak.metrics.headline`: an image no attack
+reconstructed counts as not recovered, drawn at 0 dB when it is the median). A filled marker marks leakage (above the
+update's mean-image baseline, or an image re-identified), a hollow one none. Each client is its own line: nothing is
+pooled across clients that trained or defended differently.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 from collections import defaultdict
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from fedleak.metrics.headline import median_psnr
 from fedleak.report.tables import Row, is_number
 from fedleak.report.worst import AGGREGATE, ImageFacts, worst_images
 
@@ -26,20 +27,19 @@ DPI = 110
 
 
 def client_rounds(leakage: list[Row]) -> dict[int, list[tuple[int, float, bool]]]:
-    """Per client: (round, median worst-case PSNR of the update's reconstructed images, leaked?) where leaked means
-    above the update's median baseline, or any of its images re-identified."""
+    """Per client: (round, median worst-case PSNR over the update's images, leaked?) where leaked means above the
+    update's median baseline, or any of its images re-identified."""
     updates: dict[tuple[int, int], list[ImageFacts]] = defaultdict(list)
     for fact in worst_images(leakage):
         if is_number(fact.round):
             updates[(int(fact.client or 0), int(fact.round))].append(fact)
     series: dict[int, list[tuple[int, float, bool]]] = defaultdict(list)
     for (client, round_), facts in sorted(updates.items()):
-        found = [f.psnr for f in facts if f.psnr is not None]
-        if not found:
+        value = median_psnr(f.psnr for f in facts)
+        if value is None:
             continue
-        value = statistics.median(found)
-        baselines = [f.baseline for f in facts if f.baseline is not None]
-        above = not baselines or value > statistics.median(baselines)
+        baseline = median_psnr(f.baseline for f in facts if f.baseline is not None)
+        above = value > -math.inf and (baseline is None or value > baseline)
         series[client].append((round_, value, above or any(f.reidentified for f in facts)))
     return dict(series)
 
@@ -72,8 +72,7 @@ def timeline_plot(rounds: list[Row], leakage: list[Row], order: list[int], path:
 
 
 def _baseline(leakage: list[Row]) -> float | None:
-    values = [f.baseline for f in worst_images(leakage) if f.baseline is not None]
-    return statistics.median(values) if values else None
+    return median_psnr(f.baseline for f in worst_images(leakage) if f.baseline is not None)
 
 
 def _leakage_panel(axes, series: dict[int, list[tuple[int, float, bool]]], order: list[int],
@@ -87,18 +86,21 @@ def _leakage_panel(axes, series: dict[int, list[tuple[int, float, bool]]], order
     for client in shown:
         points = series[client]
         xs = [x for x, _, _ in points]
-        ys = [ceiling if math.isinf(v) else v for _, v, _ in points]
+        ys = [v if math.isfinite(v) else (ceiling if v > 0 else 0.0) for _, v, _ in points]
         name = "aggregate" if client == AGGREGATE else f"client {client}"
         (line,) = axes.plot(xs, ys, label=name, linewidth=1.2)
         for x, y, (_, _, leaked) in zip(xs, ys, points, strict=True):
             axes.plot([x], [y], marker="o", color=line.get_color(),
                       markerfacecolor=line.get_color() if leaked else "white")
-    if any(math.isinf(v) for c in shown for _, v, _ in series[c]):
+    if any(v == math.inf for c in shown for _, v, _ in series[c]):
         axes.axhline(ceiling, color="grey", linewidth=0.8, linestyle=":")
         axes.annotate("exact (PSNR = ∞)", (0.01, ceiling), xycoords=("axes fraction", "data"), va="bottom",
                       fontsize=8, color="grey")
     if baseline is not None:
         axes.axhline(baseline, color="black", linewidth=0.8, linestyle="--", label="mean-image baseline (median)")
+    if any(v == -math.inf for c in shown for _, v, _ in series[c]):
+        axes.annotate("median image not recovered (−∞) at 0", (0.01, 0.0), xycoords=("axes fraction", "data"),
+                      va="bottom", fontsize=8, color="grey")
     axes.set_ylabel("worst-case PSNR per update (dB)\nfilled: leaks (above baseline or re-identified)")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the lines, never over them

@@ -4,16 +4,20 @@ Per attacked image (one true image of one update, i.e. one round and client): th
 on it, which attack reached it, the image's mean-image baseline, and whether any attack re-identified it. A client's
 summary gathers its attacked images over every round. An image whose worst-case PSNR is at or below its baseline
 shows no leakage: the dataset's mean image, which needs no update at all, scores as well.
+
+A client's headline is the median over *all* its attacked images by :mod:`fedleak.metrics.headline`'s rule: an image
+no attack reconstructed counts as not recovered (−∞), an even count takes the worse middle image, and ∞ needs every
+image exact.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from fedleak.metrics.headline import median_psnr
 from fedleak.report.tables import Row, is_number
 
 #: leakage.csv's client number for the secure-aggregation aggregate.
@@ -107,7 +111,8 @@ class ClientLeakage:
     dp_delta: float | None
     rounds: int
     images: int
-    #: Median over its attacked images of the worst-case PSNR (images nobody reconstructed left out).
+    #: Median over all its attacked images of the worst-case PSNR (an image no attack reconstructed: −∞; None: no
+    #: attacked image at all).
     worst_median_psnr: float | None
     best_psnr: float | None
     baseline: float | None
@@ -119,10 +124,11 @@ class ClientLeakage:
 
     @property
     def no_leakage(self) -> bool:
-        """Nothing re-identified, and the worst-case median at or below the baseline (or nothing reconstructed)."""
+        """Nothing re-identified, and the worst-case median at or below the baseline (or its median image not
+        recovered)."""
         if self.reidentified:
             return False
-        if self.worst_median_psnr is None:
+        if self.worst_median_psnr is None or self.worst_median_psnr == -math.inf:
             return True
         return self.baseline is not None and self.worst_median_psnr <= self.baseline
 
@@ -158,9 +164,9 @@ def _summarise(client: int, rows: list[Row], facts: list[ImageFacts]) -> ClientL
         dp_delta=epsilon_row.get("dp_delta"),
         rounds=len({r.get("round") for r in rows}),
         images=len(facts),
-        worst_median_psnr=statistics.median(found) if found else None,
+        worst_median_psnr=median_psnr(f.psnr for f in facts),
         best_psnr=max(found) if found else None,
-        baseline=statistics.median(baselines) if baselines else None,
+        baseline=median_psnr(baselines),
         leaked=_share([f.leaked for f in facts]),
         reidentified=_share([f.reidentified for f in facts]),
         strongest=_strongest(facts),
