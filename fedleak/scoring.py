@@ -93,6 +93,8 @@ def _scored(score: Any, fields: dict[str, Any]) -> LeakageRecord:
         reidentified=_number(score.reidentified),
         reidentified_per_image="" if score.reidentified is None else " ".join(
             _flag(item.reidentified) for item in per_image),
+        reidentified_precision=_number(score.reidentified_precision), gallery=score.gallery or "",
+        gallery_size=score.gallery_size, reconstructions=int(score.reconstructions),
         **fields,
     )
 
@@ -115,7 +117,8 @@ def per_image_psnr(score: Any) -> list[float | None]:
 def lined_up_images(score: Any, recon_images: torch.Tensor | None, true_images: torch.Tensor) -> torch.Tensor | None:
     """The reconstruction reordered to line up with the true batch by the score's own matching (no second matching).
 
-    True images nobody reconstructed get a mid-grey placeholder. Returns None when there is nothing to show.
+    True images with no paired reconstruction get a mid-grey placeholder: those nobody reconstructed, and all of them
+    when the attack returned more images than the batch holds (R > B: no pairing). None when there is nothing to show.
     """
     if recon_images is None or len(recon_images) == 0:
         return None
@@ -140,7 +143,7 @@ def _number(value: Any) -> float | None:
 
 
 def _flag(value: bool | None) -> str:
-    """One per-image re-identification cell: '1', '0', or '-' (unmatched)."""
+    """One per-image re-identification cell: '1', '0', or '-' (not computed)."""
     return "-" if value is None else str(int(value))
 
 

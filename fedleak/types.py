@@ -173,9 +173,18 @@ class LeakageRecord:
     #: a row at or below it shows no leakage. Empty when the scorer had no dataset to compare with.
     baseline_psnr: float | None = None
     baseline_psnr_per_image: str = ""  # space-separated, in the true batch's order
-    #: Share of the batch whose matched reconstruction has the true image as nearest dataset image by SSIM.
+    #: Re-identification recall: share of the B true images that at least one of the R reconstructions
+    #: re-identifies (its nearest candidate by SSIM in the gallery plus the batch is that image).
     reidentified: float | None = None
-    reidentified_per_image: str = ""  # "1"/"0" per true image, "-" where unmatched or not computed
+    reidentified_per_image: str = ""  # "1"/"0" per true image: re-identified by some reconstruction
+    #: Re-identification precision: share of the R reconstructions that re-identify some true image.
+    reidentified_precision: float | None = None
+    #: The gallery re-identification was asked in (fixed per data source: which images) and its size, without the
+    #: batch's own images, which join it per update (fedleak.metrics.gallery). Empty without a dataset.
+    gallery: str = ""
+    gallery_size: int | None = None
+    #: R, the number of images the attack returned (all of them are scored; R > B: fedleak.metrics.pairing).
+    reconstructions: int | None = None
     #: Cumulative ε the client had spent by this round, its δ, and its unit: "record" (DP-SGD, per training
     #: example) or "update" (local DP, per client update); all empty without DP.
     dp_epsilon: float | None = None

@@ -213,6 +213,9 @@ def test_real_cifar_fixture_through_the_npz_source(probe, tmp_path: Path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     with np.load(path) as data:
         assert metrics["true_labels"] == data["y"][[500, 999]].tolist()
+    # Re-identification says against which images: the fixture's first 1000 (all of it), the same in every run.
+    assert metrics["gallery_size"] == 1000 and metrics["gallery"].startswith("first 1000 of 1000 images of ")
+    assert metrics["reconstructions"] == 2 and metrics["reidentified_precision"] is not None
 
 
 @pytest.mark.parametrize(

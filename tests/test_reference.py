@@ -64,8 +64,8 @@ def test_unmatched_true_images_count_as_not_reidentified(mnist):
     image_set, reference = mnist
     true, labels = image_set.get(TRUE)
     score = score_batch(true[[1]], None, true, labels, reference=reference)
-    assert score.reidentified == pytest.approx(1 / 3)
-    assert [s.reidentified for s in score.per_image] == [None, True, None]
+    assert score.reidentified == pytest.approx(1 / 3) and score.reidentified_precision == 1.0
+    assert [s.reidentified for s in score.per_image] == [False, True, False]  # nobody re-identified them
 
 
 def test_the_pre_filter_keeps_the_nearest_images_nearest_first(mnist):

@@ -126,18 +126,22 @@ def test_rows_carry_baseline_reidentification_and_dp_columns(tmp_path):
 
     image_set = load_images(DataConfig(dataset="mnist", split="test"))
     images, labels = image_set.get([0, 1, 2, 3])
-    recon = torch.stack([images[2], torch.zeros_like(images[0])])
+    # A mid-grey image identifies no digit here (a blank would: its nearest by SSIM among 20 digits is the "1").
+    recon = torch.stack([images[2], torch.full_like(images[0], 0.5)])
     dp = context(4, round=1, client=0, defense="dp_sgd", dp_epsilon=2.5, dp_delta=1e-5, dp_unit="record")
     row = score_reconstruction(Reconstruction(images=recon), images, labels, dp, attack="idlg", threat=THREAT,
                                success_psnr=30.0, reference=ReferenceSet.of(image_set)).record
-    assert row.reidentified == 0.25 and row.reidentified_per_image.split()[2] == "1"
-    assert row.reidentified_per_image.split().count("-") == 2 and "0" in row.reidentified_per_image.split()
+    assert row.reidentified == 0.25 and row.reidentified_per_image.split() == ["0", "0", "1", "0"]
+    assert row.reidentified_precision == 0.5 and row.reconstructions == 2  # the grey image re-identifies nobody
+    assert (row.gallery, row.gallery_size) == (ReferenceSet.of(image_set).gallery().description, 20)
     baselines = [float(v) for v in row.baseline_psnr_per_image.split()]
     assert len(baselines) == 4 and row.baseline_psnr == pytest.approx(np.sort(baselines)[1], abs=1e-3)
     RunWriter(tmp_path).append_leakage(row)
     (back,) = read_leakage(tmp_path / "leakage.csv").rows
     assert (back["dp_epsilon"], back["dp_delta"], back["dp_unit"]) == (2.5, 1e-5, "record")
     assert back["reidentified"] == 0.25 and back["baseline_psnr"] == pytest.approx(row.baseline_psnr)
+    assert (back["reidentified_precision"], back["gallery_size"], back["reconstructions"]) == (0.5, 20, 2)
+    assert back["gallery"] == row.gallery
 
 
 def test_rows_without_dp_have_empty_dp_columns(batch, tmp_path):

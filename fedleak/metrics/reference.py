@@ -6,8 +6,10 @@ make a score mean something:
 - **baseline PSNR**: the PSNR the dataset's mean image (the mean over every image of the data source) scores
   against a true image. An attacker who learned nothing from the update can always output that image, so a
   reconstruction at or below its baseline shows no leakage, whatever its number of dB.
-- **re-identification**: whether a reconstruction's nearest neighbour by SSIM, among all images of the dataset,
-  is its true image, i.e. whether it would pick the right person/record out of the dataset.
+- **re-identification**: whether a reconstruction's nearest neighbour by SSIM is its true image, i.e. whether it
+  would pick the right person/record out of a crowd. The scorer asks it against a fixed gallery per data source
+  (:mod:`fedleak.metrics.gallery`, :meth:`ReferenceSet.gallery`); :func:`reidentified` here asks it against every
+  image of a reference set (``bench/reidentification.py`` measures the two-stage search with it).
 
 The nearest-neighbour search is two-stage, because exact SSIM against every image costs one scikit-image call per
 dataset image (≈ 0.8 ms each on 28×28 px, 4 s per reconstruction on MNIST's 5000 images): a cheap pre-filter (one
@@ -44,6 +46,8 @@ class ReferenceSet:
     """All images of a run's data source, N×C×H×W as stored (``uint8`` or ``float32`` in [0, 1])."""
 
     images: torch.Tensor
+    #: Where the images come from (``ImageSet.source``), quoted in the re-identification gallery's description.
+    source: str = "the run's data source"
 
     def __post_init__(self) -> None:
         if self.images.dim() != 4 or self.images.shape[0] == 0:
@@ -55,7 +59,17 @@ class ReferenceSet:
         (a single photo has no population to compare with: its mean image is the photo itself)."""
         if image_set is None or len(image_set) < 2:
             return None
-        return cls(image_set.images)
+        return cls(image_set.images, str(getattr(image_set, "source", "") or "the run's data source"))
+
+    def gallery(self):
+        """The fixed re-identification gallery of this data source (:class:`~fedleak.metrics.gallery.Gallery`)."""
+        cached = self.__dict__.get("_gallery")
+        if cached is None:
+            from fedleak.metrics.gallery import Gallery
+
+            cached = Gallery.of(self, self.source)
+            object.__setattr__(self, "_gallery", cached)
+        return cached
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

@@ -14,7 +14,7 @@ import yaml
 from fedleak.errors import UserError
 from fedleak.metrics.reference import CANDIDATES
 from fedleak.report.figures import batch_size_plot, client_attack_plot, training_plot
-from fedleak.report.html import GridImage, ReportContent, fmt, render
+from fedleak.report.html import GridImage, ReportContent, esc, fmt, render
 from fedleak.report.sections import DP_UNITS, attack_table, client_table
 from fedleak.report.tables import Row, read_leakage, read_rounds, summarize
 from fedleak.report.timeline import timeline_plot
@@ -64,7 +64,7 @@ def build_report(run_dir: Path) -> Path:
         figures=_figures(run_dir / FIGURES_DIR, leakage.rows, rounds.rows, clients),
         grids=grids,
         notes=notes,
-        metric_notes=metric_notes(success_psnr),
+        metric_notes=metric_notes(success_psnr, leakage.rows),
         grids_left_out=left_out,
     )
     path = run_dir / REPORT_FILE
@@ -105,7 +105,15 @@ def _run_line(raw: dict[str, Any], clients: list[ClientLeakage]) -> str:
                    "images re-identified).")
 
 
-def metric_notes(success_psnr: float) -> list[str]:
+def gallery_note(rows: list[Row]) -> str:
+    """Which gallery the rows' re-identification was asked in (each distinct one, with its size)."""
+    galleries = sorted({(str(r["gallery"]), r.get("gallery_size")) for r in rows if r.get("gallery")})
+    if not galleries:
+        return "the run's dataset (the rows do not say which images)"
+    return "; ".join(f"{esc(name)} ({size} images)" for name, size in galleries)
+
+
+def metric_notes(success_psnr: float, rows: list[Row] | None = None) -> list[str]:
     """How to read the numbers (HTML fragments)."""
     return [
         "<b>PSNR</b> = 10·log<sub>10</sub>(1/MSE) on images in [0, 1] (peak 1, not 255), in dB; higher means "
@@ -117,9 +125,12 @@ def metric_notes(success_psnr: float) -> list[str]:
         "(when the attack gives labels).",
         "<b>Baseline</b>: the PSNR the dataset's mean image (over every image of the run's data source) scores "
         "against each true image. A PSNR at or below it is shown as <i>no leakage</i>: the mean image needs no update.",
-        "<b>Re-identified</b>: share of attacked images whose reconstruction's nearest image by SSIM, among all "
-        f"images of the dataset, is the true image (SSIM on the {CANDIDATES} nearest by MSE; failed attempts count as "
-        "zero).",
+        "<b>Re-identified</b> (recall): share of attacked images that at least one of the attack's reconstructions "
+        "re-identifies — its nearest image by SSIM, among a fixed gallery plus the update's own images, is the true "
+        f"image (SSIM on the {CANDIDATES} nearest by MSE; failed attempts count as zero). The gallery: "
+        f"{gallery_note(rows or [])}. leakage.csv also gives the precision (share of the reconstructions that "
+        "re-identify some true image) and R, the number of images each attack returned: every one of them is scored, "
+        "and with R above the batch size each true image keeps the median over all R.",
         *DP_UNITS.values(),
         "Batches are matched one-to-one (Hungarian matching) before scoring. Every PSNR shown is a median over all "
         "attacked true images, never a mean of dB: an image no attack reconstructed (or whose attempt failed) counts "

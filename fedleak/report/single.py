@@ -26,7 +26,8 @@ from fedleak.report.images import grid, save_png, to_hwc
 from fedleak.scoring import batch_score, lined_up_images
 from fedleak.types import Reconstruction
 
-METRIC_KEYS = ("psnr", "ssim", "mse", "label_accuracy", "success", "baseline_psnr", "reidentified")
+METRIC_KEYS = ("psnr", "ssim", "mse", "label_accuracy", "success", "baseline_psnr", "reidentified",
+               "reidentified_precision", "reconstructions", "gallery", "gallery_size")
 #: Diagnostics tensors larger than this are described by their shape instead of listed.
 MAX_LISTED = 256
 #: history.png: snapshots per row, and at most this many drawn (spread evenly, first and last kept).
@@ -45,7 +46,8 @@ def write_single_attack(
 ) -> str:
     """Score the reconstruction, write the four files into ``out`` and return a one-line summary.
 
-    ``reference`` (the dataset's :class:`~fedleak.metrics.reference.ReferenceSet`) adds baseline_psnr and reidentified.
+    ``reference`` (the dataset's :class:`~fedleak.metrics.reference.ReferenceSet`) adds baseline_psnr and the
+    re-identification recall (reidentified) and precision in its fixed gallery (gallery, gallery_size).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
