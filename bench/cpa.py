@@ -35,10 +35,10 @@ import torch
 from bench_io import write_json
 
 from fedleak.attacks import get_attack
-from fedleak.clients.defenses import noise_generator
 from fedleak.clients.update import LocalTraining, client_update, round_batches, total_steps
-from fedleak.config.schema import DataConfig, NoDefense
+from fedleak.config.schema import DataConfig
 from fedleak.data import load_images
+from fedleak.defenses import NoDefense, noise_generator
 from fedleak.metrics import score_batch
 from fedleak.metrics.reference import ReferenceSet
 from fedleak.observe import observe

@@ -19,17 +19,10 @@ from flwr.clientapp import ClientApp
 
 from fedleak import protocol
 from fedleak.clients.defense_mod import make_defense_mod
-from fedleak.clients.defenses import defense_label, noise_generator
-from fedleak.clients.update import (
-    LocalTraining,
-    evaluate_model,
-    privacy_spent,
-    round_batches,
-    total_steps,
-    train_update,
-)
+from fedleak.clients.update import LocalTraining, evaluate_model, round_batches, total_steps, train_update
 from fedleak.config.loader import scenario_from_json
 from fedleak.config.schema import Scenario
+from fedleak.defenses import defense_modules, import_defense_modules, noise_generator
 from fedleak.federated_data import FederatedData, federated_data
 from fedleak.participation import rounds_taken_part
 
@@ -43,18 +36,19 @@ def _public_metadata(scenario: Scenario, client: int, server_round: int, plan: L
                      batches: list[np.ndarray], shard_size: int) -> dict:
     """What a real server sees of how the client trained, plus the privacy its defense has spent so far."""
     defense = scenario.client_defense(client)
-    # Under DP-SGD the size of a Poisson batch is private: the client reports the nominal batch size instead.
-    nominal = plan.kind == "epochs" or defense.kind == "dp_sgd"
+    # A batch the defense drew itself (DP-SGD's Poisson batch) has a private size: the client reports the nominal
+    # batch size instead.
+    nominal = plan.kind == "epochs" or defense.draws_batches()
     batch_size = plan.batch_size if nominal else len(batches[0])
     public = {
         "client": client, "round": server_round, "update_kind": plan.kind, "batch_size": batch_size,
         "local_steps": total_steps(plan, batches), "local_epochs": plan.local_epochs if plan.kind == "epochs" else 0,
         "lr": plan.lr, "num_examples": shard_size if plan.kind == "epochs" else batch_size,
-        "defense": defense_label(defense),
+        "defense": defense.label(),
     }
     clients = scenario.clients
     rounds = len(rounds_taken_part(clients.count, clients.per_round, scenario.seed, client, server_round))
-    spent = privacy_spent(defense, plan, shard_size, rounds)
+    spent = defense.spent(plan, shard_size, rounds)
     if spent is not None:
         public.update(dp_epsilon=spent.epsilon, dp_delta=spent.delta, dp_unit=spent.unit)
     return public
@@ -67,7 +61,7 @@ def _train_reply(msg: Message, scenario: Scenario, data: FederatedData, client: 
     plan = LocalTraining.of(scenario, client)
     defense = scenario.client_defense(client)
     shard = data.shards[client]
-    batches = round_batches(shard, plan, scenario.seed, client, server_round, poisson=defense.kind == "dp_sgd")
+    batches = round_batches(shard, plan, scenario.seed, client, server_round, defense)
     generator = noise_generator(scenario.seed, client, server_round)
     # Defenses that transform the finished update run in the defense mod, after this handler.
     update, loss = train_update(model, [data.get(b) for b in batches], plan, defense, generator, len(shard))
@@ -105,16 +99,24 @@ def build_client_app(scenario: Scenario, base_dir: Path | None = None) -> Client
     """A ClientApp that trains as ``scenario`` says; ``base_dir`` resolves the scenario's relative data paths."""
     # Ship the scenario as JSON: the app is pickled into every Ray worker, and a string travels safely.
     scenario_json = scenario.model_dump_json()
-    app = ClientApp(mods=[make_defense_mod(scenario_json, client_id)])
+    # The modules defining the scenario's defenses: a worker imports them, which registers a defense defined
+    # outside fedleak.defenses before the scenario's JSON is validated there.
+    modules = tuple(defense_modules(scenario.defenses()))
+
+    def load() -> Scenario:
+        import_defense_modules(modules)
+        return scenario_from_json(scenario_json)
+
+    app = ClientApp(mods=[make_defense_mod(scenario_json, client_id, modules)])
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        scenario = scenario_from_json(scenario_json)
+        scenario = load()
         return _train_reply(msg, scenario, federated_data(scenario, base_dir), client_id(context))
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
-        scenario = scenario_from_json(scenario_json)
+        scenario = load()
         return _evaluate_reply(msg, federated_data(scenario, base_dir), client_id(context))
 
     @app.query()

@@ -4,61 +4,37 @@ The ClientApp (training here, the defense in its mod), ``fedleak attack`` and th
 functions, so what is attacked is exactly what a client sends:
 
 - :func:`round_batches`: which of its images the client trains on, in order — one batch (``gradient``,
-  ``local_steps``), or E shuffled passes over the whole shard in minibatches (``epochs``); Poisson batches
-  under DP-SGD, as its accountant assumes. Reproducible from (seed, client, round).
-- :func:`train_update`: the update before any transform — a gradient, or the full state dict after SGD
-  (DP-SGD with Opacus when that is the client's defense).
+  ``local_steps``), or E shuffled passes over the whole shard in minibatches (``epochs``); the defense's own draw
+  when it makes one (Poisson batches under DP-SGD, as its accountant assumes). Reproducible from (seed, client,
+  round).
+- :func:`train_update`: the update before any transform — a gradient, or the full state dict after SGD (the
+  defense's own steps when it changes them: DP-SGD with Opacus).
 - :func:`client_update`: :func:`train_update` followed by the client's update transform (prune, quantize,
   local DP), the same call the defense mod makes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
 
-from fedleak.clients.defenses import apply_defense
-from fedleak.clients.dp_sgd import dp_sgd_update
-from fedleak.config.schema import Defense, Scenario
 from fedleak.data import client_batch_indices
-from fedleak.privacy import PrivacySpent, dp_sgd_round, dp_sgd_spent, local_dp_spent, poisson_steps_per_epoch
-from fedleak.training import batch_gradient, functional_gradient, local_steps_update, loss_of
-from fedleak.types import UpdateKind
+from fedleak.defenses import Defense, NoDefense, apply_defense
+from fedleak.privacy import PrivacySpent
+from fedleak.training import LocalTraining, batch_gradient, functional_gradient, local_steps_update, loss_of
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-#: Keeps the Poisson draws of DP-SGD apart from the other per-round streams (batches 0, defense noise 1).
-_POISSON_STREAM = 2
-
-
-@dataclass(frozen=True)
-class LocalTraining:
-    """How one client trains in every round (the scenario's training section after the client's overrides)."""
-
-    kind: UpdateKind
-    batch_size: int
-    local_steps: int
-    local_epochs: int
-    lr: float
-
-    @classmethod
-    def of(cls, scenario: Scenario, client: int) -> LocalTraining:
-        batch_size, steps, lr = scenario.client_settings(client)
-        return cls(scenario.training.update, batch_size, steps, scenario.client_epochs(client), lr)
-
-    def sends_weights(self) -> bool:
-        """FedAvg replies carry weights (defenses then act on their change); FedSGD replies a gradient."""
-        return self.kind != "gradient"
 
 
 def round_batches(shard: np.ndarray, plan: LocalTraining, seed: int, client: int, server_round: int,
-                  poisson: bool = False) -> list[np.ndarray]:
-    """The index batches the client trains on this round, in order (indices into the image set)."""
+                  defense: Defense | None = None) -> list[np.ndarray]:
+    """The index batches the client trains on this round, in order (indices into the image set): the defense's own
+    draw when it makes one (DP-SGD's Poisson batches), else one batch, or E shuffled passes for ``epochs``."""
     shard = np.asarray(shard, dtype=np.int64)
-    if poisson:
-        return _poisson_batches(shard, plan, seed, client, server_round)
+    drawn = (defense or NoDefense()).batches(shard, plan, seed, client, server_round)
+    if drawn is not None:
+        return drawn
     if plan.kind != "epochs":
         return [client_batch_indices(shard, plan.batch_size, seed, client, server_round)]
     if len(shard) == 0:
@@ -69,16 +45,6 @@ def round_batches(shard: np.ndarray, plan: LocalTraining, seed: int, client: int
         order = shard[rng.permutation(len(shard))]
         batches += [order[i : i + plan.batch_size] for i in range(0, len(order), plan.batch_size)]
     return batches
-
-
-def _poisson_batches(shard: np.ndarray, plan: LocalTraining, seed: int, client: int,
-                     server_round: int) -> list[np.ndarray]:
-    """Each image joins each batch independently with probability q = B/n (Poisson sampling, as Opacus' DP data
-    loader draws): one batch for ``gradient``/``local_steps``, ``E·int(1/q)`` for ``epochs``."""
-    rate = min(1.0, plan.batch_size / len(shard))
-    count = plan.local_epochs * poisson_steps_per_epoch(rate) if plan.kind == "epochs" else 1
-    rng = np.random.default_rng([seed % 2**64, client, server_round, _POISSON_STREAM])
-    return [shard[rng.random(len(shard)) < rate] for _ in range(count)]
 
 
 def round_loss(model: nn.Module, batches: list[Batch]) -> float:
@@ -107,15 +73,12 @@ def train_update(model: nn.Module, batches: list[Batch], plan: LocalTraining, de
 
     ``gradient``: the gradient on the one batch (keyed by parameter); ``local_steps``: the full state dict after K
     SGD steps on the one batch; ``epochs``: the full state dict after one SGD step per minibatch. Under DP-SGD the
-    steps are Opacus' (noise from ``generator``, divisor ``q·n = batch_size``).
+    steps are the defense's own when it changes them (DP-SGD: Opacus', noise from ``generator``).
     """
     loss = round_loss(model, batches)
-    if defense.kind == "dp_sgd":
-        expected = min(plan.batch_size, shard_size)
-        steps = plan.local_steps if plan.kind == "local_steps" else 1
-        update = dp_sgd_update(model, batches, steps, plan.lr, defense, expected, generator,
-                               send_gradient=plan.kind == "gradient")
-        return update, loss
+    defended = defense.train(model, batches, plan, generator, shard_size)
+    if defended is not None:
+        return defended, loss
     if plan.kind == "gradient":
         update = batch_gradient(model, *batches[0])
     elif plan.kind == "local_steps":
@@ -145,15 +108,7 @@ def total_steps(plan: LocalTraining, batches: list[np.ndarray]) -> int:
 
 def privacy_spent(defense: Defense, plan: LocalTraining, shard_size: int, rounds: int) -> PrivacySpent | None:
     """ε (with δ and unit) of the client's DP defense after ``rounds`` rounds of taking part; None without DP."""
-    if defense.kind == "dp_sgd":
-        mechanism = dp_sgd_round(plan.kind, defense.noise_multiplier, plan.batch_size, shard_size,
-                                 plan.local_steps, plan.local_epochs)
-        return dp_sgd_spent(mechanism, rounds, defense.delta)
-    if defense.kind == "local_dp":
-        from fedleak.clients.defenses import local_dp_sensitivity, local_dp_std
-
-        return local_dp_spent(local_dp_std(defense), local_dp_sensitivity(defense), defense.delta, rounds)
-    return None
+    return defense.spent(plan, shard_size, rounds)
 
 
 @torch.no_grad()

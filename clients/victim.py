@@ -2,8 +2,8 @@
 
 ``fedleak attack``, the benchmarks and the tests build their victims here, with the same client update a ClientApp
 runs (:mod:`fedleak.clients.update`) and the same threat-model filter the server applies (:mod:`fedleak.observe`).
-The victim's images are its whole shard: one batch of all of them, unless it trains in epochs or under DP-SGD
-(Poisson batches), as a simulation client would.
+The victim's images are its whole shard: one batch of all of them, unless it trains in epochs or its defense draws
+the batches (DP-SGD's Poisson batches), as a simulation client would.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedleak.clients.defenses import noise_generator
 from fedleak.clients.update import LocalTraining, client_update, round_batches, total_steps
-from fedleak.config.schema import Defense, NoDefense
+from fedleak.defenses import Defense, NoDefense, noise_generator
 from fedleak.observe import observe
 from fedleak.types import ModelSpec, Observation, ThreatModel
 
@@ -37,8 +36,8 @@ def victim_observation(
     """
     defense = defense or NoDefense()
     n = len(images)
-    if plan.kind == "epochs" or defense.kind == "dp_sgd":
-        positions = round_batches(np.arange(n), plan, seed, 0, 1, poisson=defense.kind == "dp_sgd")
+    if plan.kind == "epochs" or defense.draws_batches():
+        positions = round_batches(np.arange(n), plan, seed, 0, 1, defense)
     else:
         positions = [np.arange(n)]
     batches = [(images[p], labels[p]) for p in positions]

@@ -8,9 +8,17 @@ declares ``"mse"``); :func:`loss_of` reads it, so the client update and the atta
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from fedleak.types import UpdateKind
+
+if TYPE_CHECKING:  # annotation only: the schema imports the defenses, which read this module
+    from fedleak.config.schema import Scenario
 
 
 def client_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -127,3 +135,23 @@ def simulate_epochs(
             current = {k: current[k] - lr * grads[k] for k in current}
             steps += 1
     return current, steps
+
+
+@dataclass(frozen=True)
+class LocalTraining:
+    """How one client trains in every round (the scenario's training section after the client's overrides)."""
+
+    kind: UpdateKind
+    batch_size: int
+    local_steps: int
+    local_epochs: int
+    lr: float
+
+    @classmethod
+    def of(cls, scenario: Scenario, client: int) -> LocalTraining:
+        batch_size, steps, lr = scenario.client_settings(client)
+        return cls(scenario.training.update, batch_size, steps, scenario.client_epochs(client), lr)
+
+    def sends_weights(self) -> bool:
+        """FedAvg replies carry weights (defenses then act on their change); FedSGD replies a gradient."""
+        return self.kind != "gradient"

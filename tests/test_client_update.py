@@ -10,9 +10,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 
 from fedleak import protocol
 from fedleak.clients.app import build_client_app
-from fedleak.clients.defenses import noise_generator
 from fedleak.clients.update import LocalTraining, client_update, round_batches, train_update
-from fedleak.config.schema import NoDefense
+from fedleak.defenses import NoDefense, noise_generator
 from fedleak.drivers.scenarios import parse_scenario
 from fedleak.errors import UserError
 from fedleak.federated_data import federated_data
@@ -81,8 +80,7 @@ def test_the_client_app_sends_what_client_update_computes(defense: dict) -> None
     model.load_state_dict(weights)
     plan = LocalTraining.of(scenario, client)
     shard = data.shards[client]
-    batches = round_batches(shard, plan, scenario.seed, client, server_round,
-                            poisson=defense["kind"] == "dp_sgd")
+    batches = round_batches(shard, plan, scenario.seed, client, server_round, scenario.client_defense(client))
     expected, _ = client_update(model, [data.get(b) for b in batches], plan, scenario.client_defense(client),
                                 noise_generator(scenario.seed, client, server_round), len(shard))
     assert sent.keys() == expected.keys()

@@ -183,9 +183,8 @@ def test_a_fedavg_update_is_attacked_through_its_pseudo_gradient():
 
 def test_an_epoch_update_mixes_every_image_of_the_shard():
     """One epoch over 16 images in minibatches of 4: four steps, one pseudo-gradient, all 16 images in it."""
-    from fedleak.clients.defenses import noise_generator
     from fedleak.clients.update import LocalTraining, client_update
-    from fedleak.config.schema import NoDefense
+    from fedleak.defenses import NoDefense, noise_generator
 
     images, labels = _cifar(16)
     spec = ModelSpec("mlp", *SHAPE[:1], SHAPE[-1], 10)

@@ -11,9 +11,18 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 
 from fedleak import protocol
 from fedleak.clients.defense_mod import make_defense_mod
-from fedleak.clients.defenses import apply_defense, defense_label, local_dp_std, noise_generator
-from fedleak.clients.dp_sgd import dp_sgd_update
-from fedleak.config.schema import DpSgdDefense, LocalDpDefense, NoDefense, PruneDefense, QuantizeDefense
+from fedleak.defenses import (
+    DpSgdDefense,
+    LocalDpDefense,
+    NoDefense,
+    PruneDefense,
+    QuantizeDefense,
+    apply_defense,
+    defense_label,
+    local_dp_std,
+    noise_generator,
+)
+from fedleak.defenses.dp_sgd import dp_sgd_update
 from fedleak.drivers.scenarios import parse_scenario
 from fedleak.errors import UserError
 from fedleak.privacy import gaussian_delta

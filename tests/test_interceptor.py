@@ -14,7 +14,7 @@ from flwr.serverapp.strategy import FedAvg
 from fedleak import protocol
 from fedleak.attacks import ATTACKS, Attack, register_attack
 from fedleak.clients.update import LocalTraining, train_update
-from fedleak.config.schema import NoDefense
+from fedleak.defenses import NoDefense
 from fedleak.drivers.scenarios import parse_scenario
 from fedleak.runtime.local import LocalExecutor
 from fedleak.server.fedsgd import FedSGD

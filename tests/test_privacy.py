@@ -15,7 +15,7 @@ import pytest
 from dp_accounting import pld, rdp
 
 from fedleak.clients.update import LocalTraining, privacy_spent, round_batches
-from fedleak.config.schema import DpSgdDefense, LocalDpDefense, NoDefense
+from fedleak.defenses import DpSgdDefense, LocalDpDefense, NoDefense
 from fedleak.participation import rounds_taken_part, sampled_clients
 from fedleak.privacy import (
     SubsampledGaussian,
@@ -120,10 +120,10 @@ def test_a_sampled_clients_epsilon_rises_only_in_the_rounds_it_takes_part_in() -
 def test_poisson_batches_have_the_sampling_rate_and_are_reproducible() -> None:
     shard = np.arange(1000, 1400)
     plan = LocalTraining("epochs", batch_size=20, local_steps=1, local_epochs=2, lr=0.1)
-    batches = round_batches(shard, plan, seed=0, client=3, server_round=2, poisson=True)
+    batches = round_batches(shard, plan, seed=0, client=3, server_round=2, defense=DpSgdDefense())
     assert len(batches) == 2 * 20  # E · int(1/q), q = 20/400
     sizes = np.array([len(b) for b in batches])
     assert abs(sizes.mean() - 20) < 3 and sizes.std() > 0  # sizes vary around q·n
     assert all(set(b) <= set(shard) for b in batches)
-    again = round_batches(shard, plan, seed=0, client=3, server_round=2, poisson=True)
+    again = round_batches(shard, plan, seed=0, client=3, server_round=2, defense=DpSgdDefense())
     assert all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))

@@ -7,9 +7,10 @@ from typing import get_args
 import numpy as np
 import pytest
 
-from fedleak.clients.defenses import DURING_TRAINING, TRANSFORMS, apply_defense, noise_generator
-from fedleak.config.schema import DEFENSE_SETTINGS, PARTITION_SETTINGS, ClientsConfig, SourceName, Strict, kind_of
+from fedleak.config.schema import PARTITION_SETTINGS, ClientsConfig, SourceName, Strict, TrainingConfig, kind_of
 from fedleak.data import DATA_SOURCES, PARTITIONS, partition
+from fedleak.defenses import DEFENSES, Defense, apply_defense, noise_generator
+from fedleak.defenses.base import kind_of as defense_kind_of
 from fedleak.registry import Registry
 
 
@@ -28,27 +29,29 @@ def test_every_partition_kind_has_one_function_and_it_deals_every_client_a_shard
         assert len(np.unique(np.concatenate(shards))) == sum(len(s) for s in shards), kind
 
 
-def test_every_defense_kind_is_handled_exactly_once():
-    handled = [set(TRANSFORMS.names()), set(DURING_TRAINING), {"none"}]
-    assert set().union(*handled) == set(DEFENSE_SETTINGS.names())
-    assert sum(len(h) for h in handled) == len(DEFENSE_SETTINGS.names())
+@pytest.mark.parametrize("kind", DEFENSES.names())
+def test_the_schema_validates_every_registered_defense_into_its_own_class(kind):
+    training = TrainingConfig.model_validate({"defense": {"kind": kind}})
+    assert type(training.defense) is DEFENSES.get(kind)
+    assert TrainingConfig.model_validate_json(training.model_dump_json()).defense == training.defense
 
 
-@pytest.mark.parametrize("kind", TRANSFORMS.names())
+@pytest.mark.parametrize("kind", [k for k in DEFENSES.names() if DEFENSES.get(k)().transforms_reply()])
 def test_every_transform_keeps_the_updates_names_and_shapes(kind):
     import torch
 
     update = {"w": torch.randn(4, 3), "b": torch.randn(4), "steps": torch.tensor(3)}
-    defended = apply_defense(update, DEFENSE_SETTINGS.get(kind)(), noise_generator(0, 0, 1))
+    defended = apply_defense(update, DEFENSES.get(kind)(), noise_generator(0, 0, 1))
     assert list(defended) == list(update)
     assert all(defended[k].shape == update[k].shape for k in update)
     assert torch.equal(defended["steps"], update["steps"])  # integer buffers pass through
 
 
 def test_settings_classes_are_registered_under_their_own_kind():
-    for registry in (PARTITION_SETTINGS, DEFENSE_SETTINGS):
-        for name, settings in zip(registry.names(), registry.values(), strict=True):
-            assert issubclass(settings, Strict) and kind_of(settings) == name
+    for name, settings in zip(PARTITION_SETTINGS.names(), PARTITION_SETTINGS.values(), strict=True):
+        assert issubclass(settings, Strict) and kind_of(settings) == name
+    for name, defense in zip(DEFENSES.names(), DEFENSES.values(), strict=True):
+        assert issubclass(defense, Defense) and defense_kind_of(defense) == name
 
 
 def test_a_registry_refuses_a_second_entry_of_the_same_name():

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from fedleak.config.schema import DEFENSE_SETTINGS, PARTITION_SETTINGS, Scenario
+from fedleak.config.schema import PARTITION_SETTINGS, Scenario
 from fedleak.errors import UserError
 
 
@@ -63,9 +63,10 @@ def _describe(exc: ValidationError) -> str:
     return f"{field}: {message}{shown}" if field else f"{message}{shown}"
 
 
-#: The branch names pydantic puts into an error's path: the kinds of the tagged unions and the plain types.
+#: The branch names pydantic puts into an error's path: the kinds of the tagged unions and the plain types (a
+#: defense's errors carry no tag: its ``kind`` picks the class before pydantic validates it).
 _UNION_TAGS = {
-    *PARTITION_SETTINGS.names(), *DEFENSE_SETTINGS.names(),
+    *PARTITION_SETTINGS.names(),
     "str", "int", "float", "bool", "list[int]", "list[float]",
 }
 

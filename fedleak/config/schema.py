@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fedleak.defaults import DEFAULT_SUCCESS_PSNR
+from fedleak.defenses import AnyDefense, NoDefense
 from fedleak.registry import Registry
 from fedleak.types import ThreatModel
 
@@ -38,11 +39,10 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-#: The settings class of every ``clients.partition.kind`` and every defense ``kind``: the scenario's unions are built
-#: from these, and the implementations (fedleak/data/partitioning.py, fedleak/clients/defenses.py) are checked
-#: against them by a test.
+#: The settings class of every ``clients.partition.kind``: the scenario's union is built from these, and the
+#: implementations (fedleak/data/partitioning.py) are checked against them by a test. Defenses register settings and
+#: hooks in one object, in :data:`fedleak.defenses.DEFENSES`.
 PARTITION_SETTINGS: Registry[type[Strict]] = Registry("partition")
-DEFENSE_SETTINGS: Registry[type[Strict]] = Registry("defense")
 
 
 def kind_of(settings: type[Strict]) -> str:
@@ -123,62 +123,8 @@ class SizesPartition(Strict):
 Partition = tagged_union(PARTITION_SETTINGS)
 
 
-@settings_of(DEFENSE_SETTINGS)
-class NoDefense(Strict):
-    """The update leaves the client as computed."""
-
-    kind: Literal["none"] = "none"
-
-
-@settings_of(DEFENSE_SETTINGS)
-class LocalDpDefense(Strict):
-    """Local differential privacy on the update, shaped like Flower's ``LocalDpMod``: clip the update (the
-    gradient, or ``w_new − w_global``) to L2 norm ``clipping_norm`` over all tensors, then add Gaussian noise to
-    every entry, calibrated so that each round's release is (``epsilon``, ``delta``)-DP with the analytic Gaussian
-    mechanism (valid for every ε; Flower's classical formula holds only for ε < 1). ``sensitivity`` defaults to
-    the clipping norm. The ε reported in results is composed over the rounds the client took part in (unit:
-    ``update``); see :mod:`fedleak.privacy`."""
-
-    kind: Literal["local_dp"] = "local_dp"
-    clipping_norm: PositiveFloat = 1.0
-    epsilon: PositiveFloat = 1.0
-    delta: Annotated[float, Field(gt=0, lt=1)] = 1e-5
-    sensitivity: PositiveFloat | None = None
-
-
-@settings_of(DEFENSE_SETTINGS)
-class PruneDefense(Strict):
-    """Gradient pruning (the defense studied in DLG, arXiv 1906.08935): in every tensor of the update, zero the
-    ``ratio`` share of entries with the smallest magnitude."""
-
-    kind: Literal["prune"] = "prune"
-    ratio: Annotated[float, Field(ge=0, lt=1)] = 0.9
-
-
-@settings_of(DEFENSE_SETTINGS)
-class QuantizeDefense(Strict):
-    """Uniform symmetric quantisation of every tensor of the update to ``bits`` bits (``2^(bits−1) − 1`` levels on
-    each side of zero, scaled to the tensor's largest magnitude, rounded to nearest)."""
-
-    kind: Literal["quantize"] = "quantize"
-    bits: Annotated[int, Field(ge=2, le=16)] = 8
-
-
-@settings_of(DEFENSE_SETTINGS)
-class DpSgdDefense(Strict):
-    """DP-SGD (Abadi et al. 2016, arXiv 1607.00133) with Opacus: every local step clips each sample's gradient to
-    ``max_grad_norm`` and adds Gaussian noise of ``noise_multiplier · max_grad_norm`` to their sum; batches are
-    Poisson samples of the shard. The privacy spent (ε at ``delta``, per record, composed over the rounds the client
-    took part in) is accounted with Opacus' RDP accountant and written into every result row; see
-    :mod:`fedleak.privacy`."""
-
-    kind: Literal["dp_sgd"] = "dp_sgd"
-    max_grad_norm: PositiveFloat = 1.0
-    noise_multiplier: Annotated[float, Field(ge=0)] = 1.0
-    delta: Annotated[float, Field(gt=0, lt=1)] = 1e-5
-
-
-Defense = tagged_union(DEFENSE_SETTINGS)
+#: A client's defense: any registered defense, chosen by its ``kind`` (see :mod:`fedleak.defenses`).
+Defense = AnyDefense
 
 
 class ClientOverride(Strict):
@@ -376,7 +322,7 @@ class Scenario(Strict):
         if not self.arms:
             return self
         # Each arm's defense is every client's: a second source of defenses would be silently overridden.
-        if self.training.defense.kind != "none":
+        if not isinstance(self.training.defense, NoDefense):
             raise ValueError("training.defense: a scenario with arms takes each arm's defense; remove "
                              "training.defense")
         for o in self.clients.overrides:
@@ -413,6 +359,11 @@ class Scenario(Strict):
             if o.client == client and o.local_epochs is not None:
                 return o.local_epochs
         return self.training.epochs
+
+    def defenses(self) -> list[Defense]:
+        """Every defense a client of this scenario applies (its arms' aside), each once."""
+        defenses = [self.training.defense] + [o.defense for o in self.clients.overrides if o.defense is not None]
+        return list({d.model_dump_json(): d for d in defenses}.values())
 
     def client_defense(self, client: int) -> Defense:
         """The defense one client applies: its override, else the training default."""

@@ -1,7 +1,7 @@
 """Load a scenario and check it whole: the schema (the kernel's :mod:`fedleak.config.loader`), then its names against
 the registries — models, activations, attacks and each attack's parameters — and the defenses' checks of the model.
 
-This sits above the kernel because the registries it reads are filled by ``fedleak.attacks`` and the clients."""
+This sits above the kernel because the attack registry it reads is filled by ``fedleak.attacks``."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from fedleak.attacks import ATTACKS, check_params
-from fedleak.clients.dp_sgd import validate_model
 from fedleak.config.loader import read_scenario, validate_scenario
 from fedleak.config.schema import Scenario
+from fedleak.defenses import Defense
 from fedleak.errors import UserError
 from fedleak.models import MODELS
 from fedleak.models.registry import ACTIVATIONS
@@ -41,7 +41,7 @@ def check_names(scenario: Scenario, source: str) -> None:
     if training.activation is not None and training.activation not in ACTIVATIONS:
         raise UserError(f"{source}: training.activation: unknown activation {training.activation!r}; "
                         f"choose one of: {', '.join(ACTIVATIONS)}")
-    _check_dp_sgd_model(scenario, source)
+    _check_defense_models(scenario, source)
     for i, attack in enumerate(scenario.attacks):
         if attack.name not in ATTACKS:
             raise UserError(f"{source}: attacks[{i}].name: unknown attack {attack.name!r}; choose one of: "
@@ -56,13 +56,15 @@ def check_names(scenario: Scenario, source: str) -> None:
                                 f"(clients are 0..{scenario.clients.count - 1})")
 
 
-def _check_dp_sgd_model(scenario: Scenario, source: str) -> None:
-    """DP-SGD needs per-sample gradients: refuse, before the run, a model Opacus cannot train (e.g. BatchNorm)."""
-    defenses = [scenario.training.defense] + [o.defense for o in scenario.clients.overrides if o.defense]
-    if not any(d.kind == "dp_sgd" for d in defenses):
-        return
-    model = ModelSpec(scenario.training.model, 3, 32, 10, scenario.training.activation).build()
-    problem = validate_model(model)
-    if problem:
-        raise UserError(f"{source}: defense dp_sgd: Opacus cannot train model {scenario.training.model!r} "
-                        f"({problem}); choose a model without BatchNorm, e.g. lenet")
+def _check_defense_models(scenario: Scenario, source: str) -> None:
+    """Refuse, before the run, a model a defense cannot protect (e.g. BatchNorm under DP-SGD): each defense's own
+    :meth:`~fedleak.defenses.Defense.check_model`."""
+    model = None
+    for defense in scenario.defenses():
+        if type(defense).check_model is Defense.check_model:
+            continue  # no check: the model need not be built
+        if model is None:
+            model = ModelSpec(scenario.training.model, 3, 32, 10, scenario.training.activation).build()
+        problem = defense.check_model(model, scenario.training.model)
+        if problem:
+            raise UserError(f"{source}: defense {defense.kind}: {problem}")

@@ -132,10 +132,10 @@ def _defense(scenario: dict[str, Any], leakage: list[Row]) -> str:
     defense = (scenario.get("training") or {}).get("defense")
     if isinstance(defense, dict):
         try:
-            from fedleak.clients.defenses import defense_label
-            from fedleak.config.schema import TrainingConfig
+            # Imported here: the defenses bring torch, which a report that names no defense does not need.
+            from fedleak.defenses.base import defense_from
 
-            return defense_label(TrainingConfig.model_validate({"defense": defense}).defense)
+            return defense_from(defense).label()
         except Exception:  # noqa: BLE001 — an old scenario.yaml still gets a frontier row
             pass
     return ", ".join(sorted({str(r.get("defense") or "none") for r in leakage})) or "–"

@@ -235,7 +235,7 @@ def parse_defense(text: str | None):
     """``KIND[,KEY=VALUE…]`` as a scenario's defense model; a bad one is a UserError naming the option."""
     from pydantic import TypeAdapter, ValidationError
 
-    from fedleak.config.schema import Defense, NoDefense
+    from fedleak.defenses import AnyDefense, NoDefense
 
     if not text:
         return NoDefense()
@@ -248,17 +248,15 @@ def parse_defense(text: str | None):
         settings[key] = value
     try:
         # Values arrive as strings; pydantic's lax mode turns "0.5" into a float where the field wants one.
-        return TypeAdapter(Defense).validate_python({"kind": kind, **settings})
+        return TypeAdapter(AnyDefense).validate_python({"kind": kind, **settings})
     except ValidationError as exc:
         error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"][1:]) or "kind"
+        where = ".".join(str(p) for p in error["loc"]) or "kind"
         raise UserError(f"--defense: {where}: {error['msg']}") from None
 
 
 def _defense_label(text: str | None) -> str:
-    from fedleak.clients.defenses import defense_label
-
-    return defense_label(parse_defense(text))
+    return parse_defense(text).label()
 
 
 def _run_with_spinner(attack, observation, what: str):

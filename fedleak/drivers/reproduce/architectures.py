@@ -97,7 +97,7 @@ def training_data():
 def train(name: str, steps: int, lr: float, data) -> tuple[dict[str, torch.Tensor], float]:
     """Weights after ``steps`` SGD steps of the client update (seed 0 initialisation), and held-out accuracy."""
     from fedleak.clients.update import LocalTraining, evaluate_model, train_update
-    from fedleak.config.schema import NoDefense
+    from fedleak.defenses import NoDefense
 
     images, labels, test_images, test_labels = data
     torch.manual_seed(0)
