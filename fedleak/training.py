@@ -9,16 +9,13 @@ declares ``"mse"``); :func:`loss_of` reads it, so the client update and the atta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fedleak.types import UpdateKind
-
-if TYPE_CHECKING:  # annotation only: the schema imports the defenses, which read this module
-    from fedleak.config.schema import Scenario
 
 
 def client_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -137,6 +134,17 @@ def simulate_epochs(
     return current, steps
 
 
+class PerClientTraining(Protocol):
+    """What :meth:`LocalTraining.of` reads of a scenario (named without importing the schema, which imports the
+    defenses, which import this module)."""
+
+    training: Any
+
+    def client_settings(self, client: int) -> tuple[int, int, float]: ...
+
+    def client_epochs(self, client: int) -> int: ...
+
+
 @dataclass(frozen=True)
 class LocalTraining:
     """How one client trains in every round (the scenario's training section after the client's overrides)."""
@@ -148,7 +156,7 @@ class LocalTraining:
     lr: float
 
     @classmethod
-    def of(cls, scenario: Scenario, client: int) -> LocalTraining:
+    def of(cls, scenario: PerClientTraining, client: int) -> LocalTraining:
         batch_size, steps, lr = scenario.client_settings(client)
         return cls(scenario.training.update, batch_size, steps, scenario.client_epochs(client), lr)
 
