@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from fedleak.attacks import Attack, register_attack
-from fedleak.config.loader import parse_scenario
 from fedleak.defenses import DEFENSES, Defense, register_defense
+from fedleak.drivers.scenarios import parse_scenario
+from fedleak.errors import UserError
 from fedleak.training import LocalTraining, functional_gradient
 from fedleak.types import Observation, Reconstruction
 
@@ -67,7 +68,7 @@ def test_the_toy_defense_is_a_scenario_kind_with_its_settings() -> None:
                                "training": {"defense": {"kind": "test_toy_sign", "scale": 0.5}}})
     assert isinstance(scenario.training.defense, DEFENSES.get("test_toy_sign"))
     assert scenario.training.defense.label() == "test_toy_sign(scale=0.5)"
-    with pytest.raises(Exception, match="scale"):
+    with pytest.raises(UserError, match="training.defense.scale"):
         parse_scenario({"data": {"dataset": "mnist"}, "clients": {"count": 2},
                         "training": {"defense": {"kind": "test_toy_sign", "scale": "big"}}})
 
@@ -75,7 +76,7 @@ def test_the_toy_defense_is_a_scenario_kind_with_its_settings() -> None:
 @pytest.mark.slow
 def test_a_toy_during_training_defense_runs_through_a_simulated_federation(tmp_path, tmp_path_factory,
                                                                             monkeypatch):
-    from fedleak.simulation import simulate
+    from fedleak.drivers.simulation import simulate
 
     # The Ray workers import this module (the ClientApp names it) from the tests folder.
     here = str(Path(__file__).resolve().parent)
