@@ -33,14 +33,18 @@ def table(run_dir: Path) -> str:
         cells = []
         for attack in attacks:
             values = per_attack.get((client.client, attack))
-            cells.append("–" if not values else f"{fmt(median_psnr(values), 1)} dB")
+            cells.append(_db(median_psnr(values)) if values else "–")
         batch = "/".join(map(str, client.batch_sizes))
         reid = "–" if client.reidentified is None else f"{100 * client.reidentified:.0f} %"
-        lines.append(f"| {batch} | " + " | ".join(cells) + f" | {fmt(client.worst_median_psnr, 1)} dB | {reid} |")
+        lines.append(f"| {batch} | " + " | ".join(cells) + f" | {_db(client.worst_median_psnr)} | {reid} |")
     galleries = sorted({(str(r["gallery"]), r["gallery_size"]) for r in rows if r.get("gallery")})
     lines.append("")
     lines += [f"gallery: {name} ({size} images) plus each update's own" for name, size in galleries]
     return "\n".join(lines)
+
+
+def _db(value: float | None) -> str:
+    return "–" if value is None else f"{fmt(value, 1)} dB"
 
 
 def main() -> None:
