@@ -14,7 +14,7 @@ ARG BASE_IMAGE=flwr/superexec:${FLWR_VERSION}-${PYTHON_TAG}
 FROM ${BASE_IMAGE}
 
 WORKDIR /app
-COPY --chown=app:app requirements.lock pyproject.toml README.md ./
+COPY --chown=app:app requirements.lock pyproject.toml README.md LICENSE ./
 # The lock first, in its own layer, so a code change does not reinstall torch. The lock holds the CUDA build of
 # torch that fedleak is tested with; it also runs on CPU.
 RUN python -m pip install --no-cache-dir -r requirements.lock
