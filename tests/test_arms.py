@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -160,3 +161,9 @@ def test_two_arms_run_each_into_its_own_run_directory(tmp_path):
     assert [r["arm"] for r in rows] == ["none", "prune"]
     assert all(r["final_accuracy"] and r["worst_median_psnr"] for r in rows)
     assert (out / "report.html").is_file() and (out / "frontier.png").is_file()
+    top = json.loads((out / "run.json").read_text())
+    assert top["kind"] == "arms" and top["status"] == "complete" and top["extra"]["arms"] == ["none", "prune"]
+    assert top["command"][:2] == ["fedleak", "simulate"]
+    for name in ("none", "prune"):
+        arm = json.loads((out / "arms" / name / "run.json").read_text())
+        assert arm["kind"] == "simulate" and arm["status"] == "complete" and arm["command"] == top["command"]

@@ -117,6 +117,9 @@ def test_options_map_onto_the_attack_config(probe, tmp_path: Path):
     assert metrics["diagnostics"] == {"tv_weight": 0.5, "big": "tensor of shape (1000,)"}
     assert metrics["history"]["snapshots"] == 0 and "no optimisation history" in metrics["history"]["note"]
     assert metrics["true_labels"] == [0, 4] and metrics["recovered_labels"] is None
+    run = json.loads((tmp_path / "run.json").read_text())  # provenance: who ran what, where, when
+    assert run["kind"] == "attack" and run["status"] == "complete" and run["seed"] == 0
+    assert run["command"][:3] == ["fedleak", "attack", "--attack"] and run["device"]["requested"] == "cpu"
 
 
 def test_local_steps_update_and_hidden_labels(probe, tmp_path: Path):

@@ -456,5 +456,7 @@ def test_a_scenario_runs_on_the_deployment_engine_and_leaves_no_process(tmp_path
     assert all(float(r["psnr"]) > 30 for r in leakage if r["client"] == "0")
     status = json.loads((run_dir / "deploy_status.json").read_text())
     assert status["attacks_finished"] == 4 and len(status["round_seconds"]) == 2
+    run = json.loads((run_dir / "run.json").read_text())  # written by the ServerApp, in its own process
+    assert run["kind"] == "deploy" and run["status"] == "complete" and run["finished_at"] >= run["started_at"]
     assert (run_dir / "report.html").is_file() and (run_dir / "logs" / "superlink.log").is_file()
     assert signal.getsignal(signal.SIGTERM) == sigterm_before  # the launcher restored the handler it replaced

@@ -7,6 +7,7 @@ with the in-process attack executor and a failing attack, one running scenarios/
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,9 @@ def test_in_process_executor_run_survives_a_failing_attack(tmp_path, tmp_path_fa
     assert all(0.0 <= float(r["accuracy"]) <= 1.0 and int(r["clients"]) == 2 for r in rounds)
     assert (run_dir / "report.html").is_file() and (run_dir / "scenario.yaml").is_file()
     assert result.attacks_finished == 5 and result.attacks_failed == 1
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["kind"] == "simulate" and run["status"] == "complete" and run["seed"] == scenario.seed
+    assert run["extra"]["scenario"] == "inproc" and run["finished_at"] >= run["started_at"]
 
 
 @pytest.mark.slow

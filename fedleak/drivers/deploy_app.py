@@ -82,7 +82,8 @@ def server_main(grid: Grid, context: Context) -> None:
     configure_logging(verbose=False)
     scenario, base_dir, run_dir, executor = read_run_config(dict(context.run_config))
     # Progress goes to this process's stderr as plain lines: the SuperLink's log, not a terminal.
-    server = ServerSide.prepare(scenario, run_dir=run_dir, base_dir=base_dir, executor=executor)
+    server = ServerSide.prepare(scenario, run_dir=run_dir, base_dir=base_dir, executor=executor,
+                                 kind="deploy")
     problems: list[str] = []
     try:
         with server.display:

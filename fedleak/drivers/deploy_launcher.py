@@ -344,10 +344,21 @@ def wait_for_run(run: subprocess.Popen, processes: Processes, alive: list[str], 
     return run.returncode
 
 
+def _record_command(run_dir: Path) -> None:
+    """The ServerApp wrote run.json in its own process; the command line the user typed is this one's."""
+    from fedleak.provenance import with_command
+    from fedleak.report import RunWriter
+
+    record = with_command(run_dir)
+    if record is not None:
+        RunWriter(run_dir).write_run_record(record)
+
+
 def collect_result(run_dir: Path, processes: Processes, run_code: int, seconds: float,
                    stop_seconds: float) -> DeployResult:
     """The ServerApp's account of the run (its status file), plus what went wrong with ``flwr run`` itself."""
     result = DeployResult(run_dir=run_dir, seconds=seconds, stop_seconds=stop_seconds, marker=processes.marker)
+    _record_command(run_dir)
     status_path = run_dir / STATUS_FILE
     if status_path.is_file():
         result.status = json.loads(status_path.read_text())

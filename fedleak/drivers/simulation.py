@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from fedleak.config.schema import Scenario
 from fedleak.defaults import run_dir_for
+from fedleak.provenance import collect
 from fedleak.quiet import configure_logging
 
 
@@ -157,9 +158,10 @@ def run_on_flower(
             try:
                 launch_flower(server.server_app(), client_app, scenario.clients.count, verbose=verbose,
                               ray_temp_dir=ray_temp_dir, resources=resources)
-            except BaseException:
+            except BaseException as exc:
                 # Ctrl-C (or a crash) in the simulation engine: let the ServerApp thread end, or the process hangs.
                 server.stop.set()
+                server.record_end("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
                 raise
     finally:
         _leave_cluster()
@@ -208,6 +210,9 @@ class ServerSide:
     round_times: list[float] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     drained_at: list[float] = field(default_factory=list)
+    writer: Any = None
+    #: run.json's record (fedleak.provenance), rewritten with the end time and status once the run ends.
+    record: Any = None
 
     @classmethod
     def prepare(
@@ -221,6 +226,7 @@ class ServerSide:
         intercept: bool = True,
         write: bool = True,
         progress: bool = True,
+        kind: str = "simulate",
     ) -> ServerSide:
         """Load the data, seed the global model, open the run directory and start the attack executor."""
         from fedleak.federated_data import FederatedData
@@ -234,12 +240,14 @@ class ServerSide:
         data.check_batches()
         spec = data.model_spec()
         weights = initial_weights(scenario, spec, base_dir)
-        writer = None
+        writer = record = None
         if write:
             from fedleak.report import RunWriter
 
             run_dir = run_dir_for(run_dir, scenario.output.dir, scenario.name)
             writer = RunWriter(run_dir)
+            record = collect(kind, seed=scenario.seed, device=scenario.device, scenario=scenario.name)
+            writer.write_run_record(record)
             writer.write_scenario(scenario)
         kind = executor or ("local" if scenario.executor.kind == "local" else "ray")
         pool = None
@@ -254,7 +262,14 @@ class ServerSide:
         tap = (LeakageTap(scenario, spec, data.get, pool, writer=writer, progress=display, dataset=data.images)
                if intercept else None)
         return cls(scenario=scenario, run_dir=run_dir if write else None, data=data, weights=weights, pool=pool,
-                   tap=tap, display=display, evaluate=len(data.eval_indices) >= training_clients, start=start)
+                   tap=tap, display=display, evaluate=len(data.eval_indices) >= training_clients, start=start,
+                   writer=writer, record=record)
+
+    def record_end(self, status: str) -> None:
+        """Rewrite run.json with the end time and ``status`` (complete, incomplete, interrupted, failed), once."""
+        if self.record is not None and self.writer is not None:
+            self.writer.write_run_record(self.record.finished(status))
+            self.record = None
 
     def finish(self) -> None:
         """Collect every attack before the ServerApp returns: Flower shuts Ray down right after.
@@ -293,6 +308,7 @@ class ServerSide:
             result.attacks_skipped = self.tap.ledger.attacks_skipped
         elif len(self.round_times) != rounds + 1:
             result.problems = [f"{len(self.round_times) - 1} of {rounds} rounds completed"]
+        self.record_end("interrupted" if self.stop.is_set() else "complete" if result.ok else "incomplete")
         if report and self.run_dir is not None:
             from fedleak.report import build_report
 

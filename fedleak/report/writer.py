@@ -3,6 +3,7 @@
 Layout written here::
 
     run_dir/
+      run.json         where the run came from: versions, commit, lock, device, command, seed, times
       scenario.yaml    the resolved scenario (every default filled in)
       leakage.csv      one row per attack × client × round (fedleak.types.LeakageRecord)
       diagnostics.jsonl  one JSON line per leakage.csv row: every diagnostic the attack returned (mixture flag,
@@ -30,6 +31,7 @@ import torch
 import yaml
 
 from fedleak.config.schema import Scenario
+from fedleak.provenance import RUN_FILE, RunRecord
 from fedleak.report.images import save_grid
 from fedleak.types import LeakageRecord, columns
 
@@ -55,6 +57,13 @@ class RunWriter:
         text = yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
         with self._lock:
             path.write_text(text)
+        return path
+
+    def write_run_record(self, record: RunRecord) -> Path:
+        """Write ``run.json`` (fedleak.provenance): where the run came from, when it started and ended."""
+        path = self._path(RUN_FILE)
+        with self._lock:
+            path.write_text(record.to_json(), encoding="utf-8")
         return path
 
     def append_leakage(self, record: LeakageRecord) -> None:

@@ -92,6 +92,12 @@ def run(args: argparse.Namespace) -> int:
     observation = victim_observation(args, images, labels, num_classes)
     attack = get_attack(args.attack, device=device, seed=args.seed, **params)
 
+    from fedleak.provenance import collect
+    from fedleak.report import RunWriter
+
+    # run.json says "running" until the outputs are written: a folder whose attack was stopped shows it.
+    record = collect("attack", seed=args.seed, device=args.device, attack=args.attack, model=args.model)
+    RunWriter(args.out).write_run_record(record)
     recon = _run_with_spinner(attack, observation, f"{args.attack} on {len(images)} image(s) of {args.dataset}")
 
     from fedleak.metrics.reference import ReferenceSet
@@ -109,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
             "threat": observation.threat.model_dump(), "seed": args.seed, "device": str(device),
         },
     )
+    RunWriter(args.out).write_run_record(record.finished("complete"))
     print(summary)
     return 0
 

@@ -12,13 +12,31 @@ def build_parser() -> argparse.ArgumentParser:
     from fedleak.drivers.cli import attack, audit, deploy, models, report, reproduce, simulate, validate
 
     parser = argparse.ArgumentParser(prog="fedleak", description=__doc__)
+    parser.add_argument("--version", action=VersionAction, help="print fedleak's version (and commit) and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in (validate, models, audit, attack, simulate, deploy, report, reproduce):
         module.add_parser(sub)
     return parser
 
 
+class VersionAction(argparse.Action):
+    """``--version``: the version line is built only when asked (it may ask git for the commit)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from fedleak.provenance import describe_version
+
+        print(describe_version())
+        parser.exit()
+
+
 def main(argv: list[str] | None = None) -> int:
+    from fedleak.provenance import set_command
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    set_command(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

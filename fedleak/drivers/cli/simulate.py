@@ -54,17 +54,23 @@ def refuse_existing_run(run_dir: Path, option: str) -> None:
 def _run_arms(scenario, run_dir: Path, args) -> int:
     """One run per arm, in order; the frontier is written even when an arm failed or Ctrl-C stopped the run."""
     from fedleak.drivers.arms import plan, write_top
+    from fedleak.provenance import collect, recorded
+    from fedleak.report import RunWriter
     from fedleak.report.frontier_page import build_frontier
 
     arms = plan(scenario, run_dir)
     write_top(scenario, run_dir)
     status = 0
+    record = collect("arms", seed=scenario.seed, device=scenario.device, scenario=scenario.name,
+                     arms=[arm.name for arm in arms])
     try:
-        for i, arm in enumerate(arms, 1):
-            print(f"fedleak simulate: {scenario.name}, arm {i}/{len(arms)} {arm.name} → {arm.run_dir}",
-                  file=sys.stderr)
-            # A failed arm does not stop the others: the comparison keeps what every other arm measured.
-            status = _run_one(arm.scenario, arm.run_dir, args) or status
+        with recorded(RunWriter(run_dir).write_run_record, record) as outcome:
+            for i, arm in enumerate(arms, 1):
+                print(f"fedleak simulate: {scenario.name}, arm {i}/{len(arms)} {arm.name} → {arm.run_dir}",
+                      file=sys.stderr)
+                # A failed arm does not stop the others: the comparison keeps what every other arm measured.
+                status = _run_one(arm.scenario, arm.run_dir, args) or status
+            outcome["status"] = "complete" if status == 0 else "incomplete"
     finally:
         try:
             path = build_frontier(run_dir)
