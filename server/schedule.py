@@ -35,3 +35,24 @@ def sampled_updates(scenario: Scenario, server_round: int, clients: list[int]) -
         picked = rng.choice(len(eligible), size=min(k, len(eligible)), replace=False) if eligible else []
         chosen[index] = {eligible[i] for i in picked}
     return chosen
+
+
+def planned_attacks(scenario: Scenario) -> list[tuple[int, int, str]]:
+    """Every ``(round, client, attack)`` the schedule runs when every sampled client replies, in submission order;
+    client ``-1`` is the aggregate under secure aggregation. Updates over an attack's ``max_images`` are counted:
+    they become ``skipped`` rows, known only once the update's size is (epoch updates cover the whole shard)."""
+    from fedleak.participation import sampled_clients
+
+    clients = scenario.clients
+    plan = []
+    for server_round in range(1, scenario.training.rounds + 1):
+        training = sampled_clients(clients.count, clients.per_round, scenario.seed, server_round)
+        if scenario.training.secure_aggregation:
+            targets, chosen = [AGGREGATE], {}
+        else:
+            targets, chosen = training, sampled_updates(scenario, server_round, training)
+        for client in targets:
+            for index, attack in enumerate(scenario.attacks):
+                if scheduled(attack, server_round, client) and (index not in chosen or client in chosen[index]):
+                    plan.append((server_round, client, attack.name))
+    return plan

@@ -152,7 +152,10 @@ def test_two_arms_run_each_into_its_own_run_directory(tmp_path):
     path = tmp_path / "arms.yaml"
     path.write_text(yaml.safe_dump(raw))
     out = tmp_path / "run"
-    assert main(["simulate", str(path), "--out", str(out), "--executor", "local"]) == 0
+    assert main(["simulate", str(path), "--out", str(out), "--executor", "local", "--set", "training.lr=0.05"]) == 0
+    # The run's scenario.yaml is the resolved one, the override included, at the top and in every arm.
+    assert yaml.safe_load((out / "scenario.yaml").read_text())["training"]["lr"] == 0.05
+    assert yaml.safe_load((out / "arms" / "prune" / "scenario.yaml").read_text())["training"]["lr"] == 0.05
     for name, kind in (("none", "none"), ("prune", "prune(ratio=0.5)")):
         leakage = _read(out / "arms" / name / "leakage.csv")
         assert {r["defense"] for r in leakage} == {kind} and len(leakage) == 2  # one round, two clients

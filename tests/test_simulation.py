@@ -19,6 +19,7 @@ from fedleak.config.schema import AttackConfig
 from fedleak.drivers.scenarios import load_scenario, parse_scenario
 from fedleak.drivers.simulation import check_run, simulate
 from fedleak.server.ledger import RunLedger
+from fedleak.server.schedule import planned_attacks
 from fedleak.types import Observation, Reconstruction
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +92,7 @@ def test_in_process_executor_run_survives_a_failing_attack(tmp_path, tmp_path_fa
     assert all(0.0 <= float(r["accuracy"]) <= 1.0 and int(r["clients"]) == 2 for r in rounds)
     assert (run_dir / "report.html").is_file() and (run_dir / "scenario.yaml").is_file()
     assert result.attacks_finished == 5 and result.attacks_failed == 1
+    assert result.attacks_finished == len(planned_attacks(scenario))  # the progress bar's scheduled total
     run = json.loads((run_dir / "run.json").read_text())
     assert run["kind"] == "simulate" and run["status"] == "complete" and run["seed"] == scenario.seed
     assert run["extra"]["scenario"] == "inproc" and run["finished_at"] >= run["started_at"]

@@ -264,6 +264,7 @@ def deploy(
     isolation: str = "subprocess",
     marker: str | None = None,
     say: Any = None,
+    watch: Any = None,
 ) -> DeployResult:
     """Run ``scenario_path`` on Flower's deployment engine on loopback and return the ServerApp's account of it.
 
@@ -278,6 +279,7 @@ def deploy(
             one separately started SuperExec per SuperLink/SuperNode does (the docker-compose topology).
         marker: the value of ``FEDLEAK_DEPLOY_ID`` in every process started (default: a new random one).
         say: called with one-line progress messages.
+        watch: called about twice a second while the run goes on (the command's progress reads the run directory).
     """
     say = say or (lambda _line: None)
     app = app_dir()
@@ -300,7 +302,7 @@ def deploy(
             run_config = write_run_config(Path(flwr_home, "run_config.toml"), scenario_path.resolve(), run_dir,
                                           executor)
             run = processes.start("flwr-run", run_command(bin_dir, app, run_config))
-            run_code = wait_for_run(run, processes, ["superlink", *nodes], timeout_s, log_dir)
+            run_code = wait_for_run(run, processes, ["superlink", *nodes], timeout_s, log_dir, watch)
         finally:
             stopping = time.perf_counter()
             leftovers = processes.stop_all()
@@ -333,11 +335,13 @@ def start_federation(processes: Processes, bin_dir: Path, superlink_port: int, n
 
 
 def wait_for_run(run: subprocess.Popen, processes: Processes, alive: list[str], timeout_s: float | None,
-                 log_dir: Path) -> int:
+                 log_dir: Path, watch: Any = None) -> int:
     """Wait for ``flwr run`` to end while every process in ``alive`` keeps running; its exit code."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while run.poll() is None:
         processes.check_alive(alive)
+        if watch is not None:
+            watch()
         if deadline is not None and time.monotonic() > deadline:
             raise DeployError(f"the run did not finish within {timeout_s:.0f} s; logs in {log_dir}")
         time.sleep(0.5)

@@ -258,7 +258,10 @@ class ServerSide:
                                  gpus_per_attack=ex.gpus_per_attack)
         # With clients.per_round, only that many clients train and evaluate in a round.
         training_clients = min(scenario.clients.per_round or scenario.clients.count, scenario.clients.count)
-        display = RunProgress(scenario.training.rounds, training_clients, enabled=progress)
+        from fedleak.server.schedule import planned_attacks
+
+        scheduled = len(planned_attacks(scenario)) if attacks and intercept else None
+        display = RunProgress(scenario.training.rounds, training_clients, enabled=progress, scheduled=scheduled)
         tap = (LeakageTap(scenario, spec, data.get, pool, writer=writer, progress=display, dataset=data.images)
                if intercept else None)
         return cls(scenario=scenario, run_dir=run_dir if write else None, data=data, weights=weights, pool=pool,

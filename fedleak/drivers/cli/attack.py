@@ -35,8 +35,9 @@ SHORTHANDS: dict[str, tuple[str, ...]] = {
 
 def add_parser(sub) -> None:
     p = sub.add_parser("attack", help="run one attack on one victim update and score it", description=DESCRIPTION)
-    p.add_argument("--attack", required=True, help="a registered attack (see the error for the list)")
-    p.add_argument("--model", required=True, help="a registered model (`fedleak models` lists them)")
+    p.add_argument("--attack", required=True,
+                   help="a registered attack (fedleak attacks lists them with their papers and assumptions)")
+    p.add_argument("--model", required=True, help="a registered model (fedleak models lists them)")
     p.add_argument("--dataset", required=True, help="mnist | fashion_mnist | cifar10 | cifar100 | lfw")
     p.add_argument("--source", default="bundled", choices=["bundled", "npz", "torchvision", "folder"],
                    help="where the images come from (default: bundled, offline)")
@@ -73,8 +74,10 @@ def add_parser(sub) -> None:
                    help="hide the client's lr and local steps from the attacker (granted by default)")
     p.add_argument("--batch-size-unknown", action="store_true",
                    help="hide the batch size from the attacker (granted by default)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model's initialisation, the batch and the attack "
+                                                        "(default 0)")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto",
+                   help="where the attack runs (default: auto, a GPU when torch sees one)")
     p.add_argument("--success-psnr", type=float, default=DEFAULT_SUCCESS_PSNR, help="PSNR (dB) counted as a success")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.set_defaults(run=run)

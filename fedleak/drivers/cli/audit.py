@@ -20,7 +20,7 @@ DESCRIPTION = (
 def add_parser(sub) -> None:
     p = sub.add_parser("audit", help="rank analysis of a model: which analytic attack inverts it exactly",
                        description=DESCRIPTION)
-    p.add_argument("--model", required=True, help="a registered model (`fedleak models` lists them)")
+    p.add_argument("--model", required=True, help="a registered model (fedleak models lists them)")
     p.add_argument("--dataset", required=True, help="mnist | fashion_mnist | cifar10 | cifar100 | lfw (input shape)")
     p.add_argument("--activation", help="relu | leaky_relu | sigmoid | tanh (default: the model's)")
     p.add_argument("--batch-size", type=int, default=1, help="images per update (default 1)")

@@ -48,10 +48,16 @@ def run(args) -> int:
     def say(line: str) -> None:
         print(f"fedleak deploy: {line}", file=sys.stderr)
 
-    say(f"{scenario.name} → {run_dir}")
+    from fedleak.drivers.cli.run_files_progress import RunFilesProgress
+    from fedleak.server.schedule import planned_attacks
+
+    scheduled = len(planned_attacks(scenario))
+    say(f"{scenario.name} → {run_dir}: {scenario.training.rounds} rounds, {scheduled} attacks scheduled")
+    watch = RunFilesProgress(run_dir, scenario.training.rounds, scheduled, say)
     try:
         result = deploy(args.scenario, run_dir, num_clients=scenario.clients.count, executor=args.executor,
-                        timeout_s=args.timeout, verbose=args.verbose, isolation=args.isolation, say=say)
+                        timeout_s=args.timeout, verbose=args.verbose, isolation=args.isolation, say=say,
+                        watch=watch)
     except DeployError as exc:
         say(f"error: {exc}")
         return 1

@@ -7,14 +7,18 @@ import sys
 
 from fedleak.errors import UserError
 
+DESCRIPTION = ("Measure how much training data leaks from federated-learning updates: run a scenario on Flower "
+               "(simulate, deploy), attack one update (attack), list what is available (models, attacks, defenses). "
+               "Bad input is one line on stderr and exit code 2.")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    from fedleak.drivers.cli import attack, audit, deploy, models, report, reproduce, simulate, validate
+    from fedleak.drivers.cli import attack, audit, deploy, listings, models, report, reproduce, simulate, validate
 
-    parser = argparse.ArgumentParser(prog="fedleak", description=__doc__)
+    parser = argparse.ArgumentParser(prog="fedleak", description=DESCRIPTION)
     parser.add_argument("--version", action=VersionAction, help="print fedleak's version (and commit) and exit")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (validate, models, audit, attack, simulate, deploy, report, reproduce):
+    for module in (validate, models, listings, audit, attack, simulate, deploy, report, reproduce):
         module.add_parser(sub)
     return parser
 

@@ -3,9 +3,9 @@
 
 def add_parser(sub) -> None:
     p = sub.add_parser("models", help="list registered models with parameter counts")
-    p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--size", type=int, default=32)
-    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--channels", type=int, default=3, help="input channels the models are built for (default 3)")
+    p.add_argument("--size", type=int, default=32, help="input side in pixels (default 32)")
+    p.add_argument("--classes", type=int, default=10, help="output classes (default 10)")
     p.set_defaults(run=run)
 
 

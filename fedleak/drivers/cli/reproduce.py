@@ -18,7 +18,7 @@ DESCRIPTION = (
 def add_parser(sub) -> None:
     p = sub.add_parser("reproduce", help="a source paper's experiment, the paper's figure beside ours",
                        description=DESCRIPTION)
-    p.add_argument("name", nargs="?", help="the entry (`fedleak reproduce --list` lists them)")
+    p.add_argument("name", nargs="?", help="the entry (fedleak reproduce --list lists them)")
     p.add_argument("--list", action="store_true", help="list the entries and exit")
     p.add_argument("--out", type=Path, help="folder for table.md and table.csv (default runs/reproduce/NAME)")
     p.add_argument("--quick", action="store_true", help="a smaller sample (fewer images and iterations)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from fedleak.drivers.cli.scenario_args import add_set_option, load_with_overrides
 from fedleak.errors import UserError
 
 
@@ -23,6 +24,10 @@ def add_parser(sub) -> None:
     p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
     p.add_argument("--executor", choices=["local", "ray"], default=None,
                    help="where attacks run (default: the scenario's executor.kind; auto = ray)")
+    add_set_option(p)
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what would run (rounds, clients per round, scheduled attacks) and exit; "
+                        "loads no data and writes nothing")
     p.set_defaults(run=run)
 
 
@@ -32,10 +37,15 @@ def run(args) -> int:
 
     configure_logging(args.verbose)
     from fedleak.defaults import run_dir_for
-    from fedleak.drivers.scenarios import load_scenario
 
-    scenario = load_scenario(args.scenario)
+    scenario = load_with_overrides(args.scenario, args.overrides)
     run_dir = run_dir_for(args.out, scenario.output.dir, scenario.name)
+    if args.dry_run:
+        from fedleak.drivers.cli.dry_run import describe
+
+        print("\n".join(describe(scenario, run_dir, args.executor)))
+        print("dry run: nothing was run or written")
+        return 0
     refuse_existing_run(run_dir, "--out" if args.out else "output.dir")
     if scenario.arms:
         return _run_arms(scenario, run_dir, args)
