@@ -17,6 +17,7 @@ from fedleak.report.figures import batch_size_plot, client_attack_plot, training
 from fedleak.report.html import GridImage, ReportContent, esc, fmt, render
 from fedleak.report.sections import DP_UNITS, attack_table, client_table
 from fedleak.report.tables import Row, read_leakage, read_rounds, summarize
+from fedleak.report.tidy import write_images_table
 from fedleak.report.timeline import timeline_plot
 from fedleak.report.worst import ClientLeakage, client_leakage
 from fedleak.report.writer import IMAGES_DIR, LEAKAGE_FILE, ROUNDS_FILE, SCENARIO_FILE, parse_image_name, safe_name
@@ -47,6 +48,8 @@ def build_report(run_dir: Path) -> Path:
     if leakage.rows and all(r.get("status") != "ok" for r in leakage.rows):
         notes.append("Every attack attempt failed: the table lists the reasons.")
 
+    # The machine-readable per-image table beside the page (fedleak.report.tidy).
+    write_images_table(run_dir, leakage.rows)
     success_psnr = float(_get(scenario, "output", "success_psnr") or DEFAULT_SUCCESS_PSNR)
     clients = client_leakage(leakage.rows)
     order = [c.client for c in clients]

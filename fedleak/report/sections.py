@@ -69,6 +69,19 @@ def _client_cells(c: ClientLeakage) -> list[Any]:
             epsilon(c), c.rounds, c.worst_median_psnr, c.baseline, c.leaked, c.reidentified, c.strongest]
 
 
+#: clients.csv's columns: the page's table for programs (snake_case, raw values, empty where a value is missing).
+CLIENT_COLUMNS = ["client", "batch_sizes", "training", "defenses", "dp_epsilon", "dp_delta", "dp_unit",
+                  "rounds_attacked", "images_attacked", "worst_median_psnr", "baseline_psnr", "above_baseline",
+                  "reidentified", "strongest_attack"]
+
+
+def _client_values(c: ClientLeakage) -> list[Any]:
+    """One client's clients.csv cells (client -1 is the secure-aggregation aggregate, as in leakage.csv)."""
+    return [c.client, " ".join(map(str, c.batch_sizes)), c.training, "; ".join(c.defenses), c.dp_epsilon,
+            c.dp_delta, c.dp_unit or None, c.rounds, c.images, c.worst_median_psnr, c.baseline, c.leaked,
+            c.reidentified, c.strongest or None]
+
+
 def client_table(clients: list[ClientLeakage], run_dir: Path) -> str:
     """The summary table (worst first), the DP units the run uses, and the CSV of every client."""
     if not clients:
@@ -85,7 +98,8 @@ def client_table(clients: list[ClientLeakage], run_dir: Path) -> str:
         rows.append([(esc(v), i in (0, 5)) for i, v in enumerate(cells[:6])] + [worst, (fmt(c.baseline), True)]
                     + [(percent(c.leaked), True), (percent(c.reidentified), True), (esc(c.strongest), False)])
     parts = [table(CLIENT_HEADER, rows)]
-    parts.append(_csv_link(run_dir / CLIENTS_FILE, CLIENT_HEADER, [_client_cells(c) for c in clients], len(clients)))
+    parts.append(_csv_link(run_dir / CLIENTS_FILE, CLIENT_COLUMNS, [_client_values(c) for c in clients],
+                           len(clients)))
     units = sorted({c.dp_unit for c in clients if c.dp_unit in DP_UNITS})
     parts += [f'<p class="note">{esc(DP_UNITS[u])}</p>' for u in units]
     return "\n".join(parts)
@@ -93,6 +107,17 @@ def client_table(clients: list[ClientLeakage], run_dir: Path) -> str:
 
 ATTACK_HEADER = ["client", "attack", "attempts (ok)", "median PSNR per image (dB)", "baseline (dB)", "median SSIM",
                  "label accuracy", "success rate", "re-identified", "mean time (s)", "failures"]
+
+
+#: attacks_per_client.csv's columns (snake_case, raw values, empty where missing).
+ATTACK_COLUMNS = ["client", "attack", "attempts", "ok", "median_psnr", "baseline_psnr", "median_ssim",
+                  "mean_label_accuracy", "success_rate", "reidentified", "mean_seconds", "failure_reasons"]
+
+
+def _attack_values(s: AttackClientSummary) -> list[Any]:
+    reasons = "; ".join(f"{n}x {reason}" for reason, n in s.failure_reasons.most_common())
+    return [s.client, s.attack, s.attempts, s.ok, s.median_psnr, s.baseline, s.median_ssim, s.mean_label_accuracy,
+            s.success_rate, s.reidentified, s.mean_seconds, reasons or None]
 
 
 def _attack_cells(s: AttackClientSummary) -> list[Any]:
@@ -116,7 +141,7 @@ def attack_table(summaries: list[AttackClientSummary], order: list[int], run_dir
                      psnr_cell(s.median_psnr, s.baseline, s.reidentified), (fmt(s.baseline), True),
                      (fmt(s.median_ssim, 3), True)] + [(percent(v), True) for v in cells[6:9]]
                     + [(fmt(s.mean_seconds, 1), True), (esc(cells[10]), False)])
-    link = _csv_link(run_dir / name, ATTACK_HEADER, [_attack_cells(s) for s in summaries], len(order))
+    link = _csv_link(run_dir / name, ATTACK_COLUMNS, [_attack_values(s) for s in summaries], len(order))
     return table(ATTACK_HEADER, rows) + "\n" + link
 
 
