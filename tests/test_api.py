@@ -55,6 +55,9 @@ def test_attack_ones_own_module_and_a_registry_model() -> None:
     assert result.observation.labels is None  # labels were not granted, so the attacker never saw them
     # The user's weights are the global model the attack saw, and the module itself is left unchanged.
     assert torch.equal(result.observation.global_weights["1.weight"], mine[1].weight.detach())
+    from fedleak.models import list_models
+
+    assert not any(name.startswith("user-") for name in list_models())  # registered for that attack only
     registry = fedleak.attack("idlg", "lenet", images, labels, num_classes=10, iterations=2)
     assert registry.status in ("ok", "failed") and registry.observation.model.name == "lenet"
 

@@ -83,12 +83,13 @@ def test_the_plan_follows_client_sampling_attack_sampling_and_secure_aggregation
 
 
 def test_every_registered_attack_is_listed_with_a_paper_and_its_assumptions(capsys) -> None:
-    assert set(ATTACKS.names()) <= set(ATTACK_FACTS), "add the new attack's paper and assumptions to ATTACK_FACTS"
+    # fedleak's own attacks (other tests register throwaway ones at import).
+    shipped = {name for name in ATTACKS.names() if ATTACKS.get(name).__module__.startswith("fedleak.attacks.")}
+    assert len(shipped) >= 10 and shipped <= set(ATTACK_FACTS), "add the attack's paper and assumptions to ATTACK_FACTS"
     assert main(["attacks"]) == 0
     text = capsys.readouterr().out
-    for name in ATTACKS.names():
-        if name in ATTACK_FACTS:
-            assert f"\n{name}\n" in f"\n{text}"
+    for name in shipped:
+        assert f"\n{name}\n" in f"\n{text}"
     assert "arXiv 2001.02610" in text and "assumes" in text
 
 

@@ -187,9 +187,9 @@ def _module_spec(model: str | nn.Module, images: torch.Tensor, num_classes: int 
     with torch.no_grad():
         outputs = int(model(images[:1]).shape[-1])
     name = f"user-{type(model).__name__}-{id(model):x}"
-    if name not in MODELS:
-        template = copy.deepcopy(model)
-        MODELS.add(name, lambda **_: copy.deepcopy(template))
+    template = copy.deepcopy(model)
+    MODELS.remove(name)
+    MODELS.add(name, lambda **_: copy.deepcopy(template))
     return ModelSpec(name, channels, size, num_classes or outputs), copy.deepcopy(model)
 
 
@@ -219,7 +219,13 @@ def attack(name: str, model: str | nn.Module, images: torch.Tensor, labels: torc
     chosen = TypeAdapter(Defense).validate_python(dict(defense)) if defense else NoDefense()
     observation, _ = victim_observation(spec, victim, images, labels, plan, defense=chosen, seed=seed,
                                         threat=threat)
-    recon = get_attack(name, device=device, seed=seed, **params)(observation)
+    try:
+        recon = get_attack(name, device=device, seed=seed, **params)(observation)
+    finally:
+        if not isinstance(model, str):
+            from fedleak.models import MODELS
+
+            MODELS.remove(spec.name)  # the user's module was registered for this attack only
     rows: list[dict[str, Any]] = []
     summary: dict[str, Any] = {"status": recon.status, "seconds": recon.seconds}
     if recon.status == "ok":
