@@ -9,7 +9,7 @@ import pytest
 
 from fedleak.attacks import ATTACKS
 from fedleak.config.overrides import apply_overrides, parse_assignment
-from fedleak.config.schema import DEFENSE_SETTINGS
+from fedleak.defenses import DEFENSES
 from fedleak.drivers.cli.listings import ATTACK_FACTS
 from fedleak.drivers.cli.main import build_parser, main
 from fedleak.drivers.cli.scenario_args import load_with_overrides
@@ -96,7 +96,7 @@ def test_every_registered_attack_is_listed_with_a_paper_and_its_assumptions(caps
 def test_every_defense_is_listed_with_what_it_does_and_its_settings(capsys) -> None:
     assert main(["defenses"]) == 0
     text = capsys.readouterr().out
-    for name in DEFENSE_SETTINGS.names():
+    for name in DEFENSES.names():
         assert f"\n{name}\n" in f"\n{text}"
     assert "arXiv 1607.00133" in text and "noise_multiplier=1.0" in text and "``" not in text
 

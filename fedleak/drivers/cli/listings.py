@@ -2,7 +2,7 @@
 defense with what it does, its paper and its settings.
 
 An attack's paper and assumptions are kept here, in one table beside the registry (a registry-wide test checks every
-registered attack has its line); a defense's come from its settings class's docstring, the schema's own words.
+registered attack has its line); a defense's come from its class's docstring (fedleak.defenses), its own words.
 """
 
 from __future__ import annotations
@@ -64,11 +64,11 @@ def attack_lines() -> list[str]:
 
 def defense_lines() -> list[str]:
     """One block per registered defense: its kind, what it does (its paper named there) and its settings."""
-    from fedleak.config.schema import DEFENSE_SETTINGS
+    from fedleak.defenses import DEFENSES
 
     lines = []
-    for name in DEFENSE_SETTINGS.names():
-        settings = DEFENSE_SETTINGS.get(name)
+    for name in DEFENSES.names():
+        settings = DEFENSES.get(name)
         doc = plain(settings.__doc__ or "")
         fields = {k: f.default for k, f in settings.model_fields.items() if k != "kind"}
         shown = ", ".join(f"{k}={v}" for k, v in fields.items()) or "none"
