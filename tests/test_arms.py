@@ -115,6 +115,9 @@ def test_build_frontier_writes_table_in_arm_order_and_page(tmp_path):
     assert "arms/z/report.html" in page and "gone" in page
     assert "Arm &#x27;z&#x27; is incomplete: 1 of 3 rounds" in page and "Arm &#x27;a&#x27; is incomplete" not in page
     assert (tmp_path / "frontier.png").is_file() and (tmp_path / "arms" / "a" / "report.html").is_file()
+    images = _read(tmp_path / "images.csv")  # the arms' per-image rows together, each named by its arm
+    assert ("a", "0", "8.0") in {(r["arm"], r["image"], r["psnr"]) for r in images}
+    assert {r["arm"] for r in images} == {"z", "a"} and {r["run"] for r in images} == {tmp_path.name}
 
 
 def test_arm_scenario_keeps_the_federation_and_sets_the_defense():
@@ -164,6 +167,8 @@ def test_two_arms_run_each_into_its_own_run_directory(tmp_path):
     assert [r["arm"] for r in rows] == ["none", "prune"]
     assert all(r["final_accuracy"] and r["worst_median_psnr"] for r in rows)
     assert (out / "report.html").is_file() and (out / "frontier.png").is_file()
+    images = list(csv.DictReader((out / "images.csv").open()))  # every arm's per-image rows, named by arm
+    assert {r["arm"] for r in images} == {"none", "prune"} and {r["run"] for r in images} == {"run"}
     top = json.loads((out / "run.json").read_text())
     assert top["kind"] == "arms" and top["status"] == "complete" and top["extra"]["arms"] == ["none", "prune"]
     assert top["command"][:2] == ["fedleak", "simulate"]

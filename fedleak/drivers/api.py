@@ -98,7 +98,7 @@ class Run:
         """The long per-image table (images.csv; built from leakage.csv when the report was not written)."""
         import pandas as pd
 
-        if self.arms:
+        if self.arms and not (self.path / "images.csv").is_file():
             return pd.concat([arm.images for arm in self.arms.values()], ignore_index=True)
         if not (self.path / "images.csv").is_file():
             from fedleak.report.tables import read_leakage

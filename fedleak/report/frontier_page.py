@@ -23,6 +23,7 @@ from fedleak.report.frontier import (
 )
 from fedleak.report.html import STYLE, esc, fmt, inline_png
 from fedleak.report.sections import DP_UNITS
+from fedleak.report.tidy import write_arms_images_table
 
 FRONTIER_PNG = "frontier.png"
 FIGURES_DIR = "figures"
@@ -189,4 +190,5 @@ def build_frontier(run_dir: Path, rebuild_arms: bool = False) -> Path:
             build_report(run_dir / ARMS_DIR / name)
     arms = [read_arm(run_dir / ARMS_DIR / name) for name in names]
     write_frontier(run_dir / FRONTIER_FILE, arms)
+    write_arms_images_table(run_dir, [run_dir / ARMS_DIR / name for name in names])
     return write_page(run_dir, arms, missing_arms(run_dir))

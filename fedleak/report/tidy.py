@@ -85,17 +85,28 @@ def run_and_arm(run_dir: Path) -> tuple[str, str]:
     return run_dir.name, ""
 
 
+def write_arms_images_table(run_dir: Path, arm_dirs: list[Path]) -> Path:
+    """The top of a run with arms: every arm's per-image rows in one ``images.csv`` (its ``arm`` column says whose)."""
+    rows = []
+    for arm_dir in arm_dirs:
+        if (arm_dir / "leakage.csv").is_file():
+            rows += image_rows(read_leakage(arm_dir / "leakage.csv").rows, *run_and_arm(arm_dir))
+    return _write(Path(run_dir) / IMAGES_FILE, rows)
+
+
+def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=IMAGE_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: cell(v) for k, v in row.items()})
+    return path
+
+
 def write_images_table(run_dir: Path, leakage: list[dict[str, Any]] | None = None) -> Path:
     """Write ``run_dir/images.csv`` from ``leakage`` (default: the folder's leakage.csv); a header alone when there
     are no rows yet."""
     run_dir = Path(run_dir)
     if leakage is None:
         leakage = read_leakage(run_dir / "leakage.csv").rows if (run_dir / "leakage.csv").is_file() else []
-    run, arm = run_and_arm(run_dir)
-    path = run_dir / IMAGES_FILE
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=IMAGE_COLUMNS)
-        writer.writeheader()
-        for row in image_rows(leakage, run, arm):
-            writer.writerow({k: cell(v) for k, v in row.items()})
-    return path
+    return _write(run_dir / IMAGES_FILE, image_rows(leakage, *run_and_arm(run_dir)))
