@@ -97,7 +97,7 @@ def test_run_config_file_round_trips_through_flowers_parser(tmp_path) -> None:
     config = write_run_config(tmp_path / "run_config.toml", scenario, tmp_path / "out dir", "ray")
     argv = run_command(Path("/bin"), ROOT, config)
     assert parse_config_args([argv[argv.index("--run-config") + 1]]) == {
-        "scenario": str(scenario), "out": str(tmp_path / "out dir"), "executor": "ray"}
+        "scenario": str(scenario), "out": str(tmp_path / "out dir"), "executor": "ray", "overrides": ""}
     write_run_config(config, scenario, tmp_path, None)
     assert parse_config_args([str(config)])["executor"] == ""
 
@@ -136,6 +136,16 @@ def test_read_run_config(tmp_path) -> None:
     assert out == tmp_path / "r" and executor == "local"
     with pytest.raises(UserError, match="'gpu' is not one of local, ray"):
         read_run_config({"scenario": str(path), "executor": "gpu"})
+    # --set overrides travel as a JSON list and every node applies them to the same file.
+    config = write_run_config(tmp_path / "run_config.toml", path, tmp_path / "r", None, ["training.rounds=3"])
+    from flwr.common.config import parse_config_args
+
+    scenario, *_ = read_run_config(parse_config_args([str(config)]))
+    assert scenario.training.rounds == 3
+    with pytest.raises(UserError, match="training.rounds"):
+        read_run_config({"scenario": str(path), "overrides": '["training.rounds=0"]'})
+    with pytest.raises(UserError, match="not a JSON list"):
+        read_run_config({"scenario": str(path), "overrides": "training.rounds=3"})
 
 
 def test_the_module_level_client_app_trains_as_the_scenario_says(tmp_path, flower_task_identity) -> None:

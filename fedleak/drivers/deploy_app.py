@@ -31,7 +31,8 @@ from fedleak.errors import UserError
 SCENARIO_KEY = "scenario"
 OUT_KEY = "out"
 EXECUTOR_KEY = "executor"
-RUN_CONFIG_KEYS = (SCENARIO_KEY, OUT_KEY, EXECUTOR_KEY)
+OVERRIDES_KEY = "overrides"
+RUN_CONFIG_KEYS = (SCENARIO_KEY, OUT_KEY, EXECUTOR_KEY, OVERRIDES_KEY)
 
 
 def app_dirs() -> list[Path]:
@@ -57,12 +58,24 @@ def resolve_scenario_path(text: str, roots: list[Path] | None = None) -> Path:
                     f"{', '.join(str(c.parent) for c in candidates)})")
 
 
+def read_overrides(run_config: dict[str, Any]) -> list[str]:
+    """The ``--set`` overrides the launcher put in the run config (a JSON list; empty: none)."""
+    text = str(run_config.get(OVERRIDES_KEY, "") or "")
+    try:
+        overrides = json.loads(text) if text else []
+    except json.JSONDecodeError:
+        overrides = None
+    if not isinstance(overrides, list) or not all(isinstance(item, str) for item in overrides):
+        raise UserError(f"run config {OVERRIDES_KEY!r}: {text!r} is not a JSON list of \"KEY=VALUE\" strings")
+    return overrides
+
+
 def read_run_config(run_config: dict[str, Any]) -> tuple[Scenario, Path, Path | None, str | None]:
     """Scenario, its folder (relative data paths), run directory (``None``: the default) and executor kind."""
-    from fedleak.drivers.scenarios import load_scenario
+    from fedleak.drivers.cli.scenario_args import load_with_overrides
 
     path = resolve_scenario_path(str(run_config.get(SCENARIO_KEY, "")))
-    scenario = load_scenario(path)
+    scenario = load_with_overrides(path, read_overrides(run_config))
     out = str(run_config.get(OUT_KEY, "") or "")
     executor = str(run_config.get(EXECUTOR_KEY, "") or "") or None
     if executor not in (None, "local", "ray"):

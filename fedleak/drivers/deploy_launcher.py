@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,10 +109,13 @@ def superexec_command(bin_dir: Path, runtime_port: int) -> list[str]:
     return [str(bin_dir / "flower-superexec"), "--insecure", "--runtime-api-address", f"127.0.0.1:{runtime_port}"]
 
 
-def write_run_config(path: Path, scenario: Path, run_dir: Path, executor: str | None) -> Path:
+def write_run_config(path: Path, scenario: Path, run_dir: Path, executor: str | None,
+                     overrides: Sequence[str] = ()) -> Path:
     """The run config as a TOML file: ``--run-config 'k="v"'`` cannot carry a path that holds a quote (Flower
-    splits the string with a regular expression). JSON's string escapes are valid TOML basic-string escapes."""
-    values = {"scenario": str(scenario), "out": str(run_dir), "executor": executor or ""}
+    splits the string with a regular expression). JSON's string escapes are valid TOML basic-string escapes.
+    ``overrides`` (``--set``) travel as one JSON list, since a run config holds flat values only."""
+    values = {"scenario": str(scenario), "out": str(run_dir), "executor": executor or "",
+              "overrides": json.dumps(list(overrides)) if overrides else ""}
     path.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()))
     return path
 
@@ -265,6 +268,7 @@ def deploy(
     marker: str | None = None,
     say: Any = None,
     watch: Any = None,
+    overrides: Sequence[str] = (),
 ) -> DeployResult:
     """Run ``scenario_path`` on Flower's deployment engine on loopback and return the ServerApp's account of it.
 
@@ -280,6 +284,7 @@ def deploy(
         marker: the value of ``FEDLEAK_DEPLOY_ID`` in every process started (default: a new random one).
         say: called with one-line progress messages.
         watch: called about twice a second while the run goes on (the command's progress reads the run directory).
+        overrides: ``--set KEY=VALUE`` overrides, applied to the scenario on every node.
     """
     say = say or (lambda _line: None)
     app = app_dir()
@@ -300,7 +305,7 @@ def deploy(
             say(f"SuperLink on 127.0.0.1:{superlink_port}, {num_clients} SuperNodes on ports "
                 f"{node_ports[0]}–{node_ports[-1]}; logs in {log_dir}")
             run_config = write_run_config(Path(flwr_home, "run_config.toml"), scenario_path.resolve(), run_dir,
-                                          executor)
+                                          executor, overrides)
             run = processes.start("flwr-run", run_command(bin_dir, app, run_config))
             run_code = wait_for_run(run, processes, ["superlink", *nodes], timeout_s, log_dir, watch)
         finally:

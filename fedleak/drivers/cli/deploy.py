@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from fedleak.drivers.cli.scenario_args import add_set_option, load_with_overrides
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("deploy", help="run a scenario on Flower's deployment engine (SuperLink + SuperNodes on "
@@ -25,16 +27,17 @@ def add_parser(sub) -> None:
                    help="process: a separate SuperExec per SuperLink/SuperNode starts the apps, as in "
                         "docker-compose.yml (default: subprocess, the SuperLink/SuperNodes start them)")
     p.add_argument("--verbose", action="store_true", help="Flower's INFO logs in the log files")
+    add_set_option(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from fedleak.defaults import run_dir_for
     from fedleak.drivers.deploy_launcher import DeployError, deploy
-    from fedleak.drivers.scenarios import load_scenario
     from fedleak.errors import UserError
 
-    scenario = load_scenario(args.scenario)
+    # Checked here (one line, exit 2); the ServerApp and every ClientApp apply the same overrides to the same file.
+    scenario = load_with_overrides(args.scenario, args.overrides)
     if scenario.arms:
         raise UserError(f"{args.scenario}: arms: fedleak deploy runs one federation; run arms with fedleak simulate")
     check_data(scenario, args.scenario.resolve().parent)
@@ -57,7 +60,7 @@ def run(args) -> int:
     try:
         result = deploy(args.scenario, run_dir, num_clients=scenario.clients.count, executor=args.executor,
                         timeout_s=args.timeout, verbose=args.verbose, isolation=args.isolation, say=say,
-                        watch=watch)
+                        watch=watch, overrides=args.overrides)
     except DeployError as exc:
         say(f"error: {exc}")
         return 1
