@@ -7,6 +7,7 @@ the :class:`~fedleak.types.Observation`. Ground truth is joined later by the sco
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -69,13 +70,41 @@ def list_attacks() -> list[str]:
 def check_params(name: str, params: dict[str, Any]) -> str | None:
     """None when ``params`` fit the attack's config, else a one-line description of the problem."""
     fields = {f.name: f for f in dataclasses.fields(ATTACKS.get(name).Config)}
-    for key in params:
+    for key, value in params.items():
         if key not in fields:
             return f"unknown parameter {key!r} for attack {name!r}; allowed: {', '.join(fields) or 'none'}"
+        problem = _type_problem(fields[key], value)
+        if problem:
+            return f"parameter {key!r} of attack {name!r}: {problem}"
     try:
         ATTACKS.get(name).Config(**params)
     except (TypeError, ValueError) as exc:
         return str(exc)
+    return None
+
+
+#: Integers past this are not settings but typos or attacks on the run (iterations: 10**30).
+MAX_PARAM_INT = 10**9
+
+
+def _type_problem(field: dataclasses.Field, value: Any) -> str | None:
+    """What is wrong with ``value`` for a config field, judged by the kind of its default (an int setting takes an
+    integer, a float setting a finite number, a flag true/false); None when it fits or the default says nothing."""
+    default = field.default
+    if value is None or default is dataclasses.MISSING or default is None:
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"expected an integer, got {value!r}"
+        return None if abs(value) <= MAX_PARAM_INT else f"{value} is beyond {MAX_PARAM_INT:,}"
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"expected a number, got {value!r}"
+        return None if math.isfinite(value) else f"expected a finite number, got {value!r}"
+    if isinstance(default, str) and not isinstance(value, str):
+        return f"expected a string, got {value!r}"
     return None
 
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 
-#: Always set: no telemetry, no dependency installs at run time, and Ray leaves CUDA_VISIBLE_DEVICES alone on
-#: actors that asked for no GPU.
+#: Always set: no telemetry, no dependency installs at run time, Ray leaves CUDA_VISIBLE_DEVICES alone on
+#: actors that asked for no GPU, and Ray's crash handler does not take over SIGTERM in the driver (it printed a
+#: crash dump and killed the run before fedleak could keep its rows and rebuild the report; fedleak.signals).
 ALWAYS = {
     "FLWR_TELEMETRY_ENABLED": "0",
     "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
     "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
+    "RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1",
+    # After Ctrl-C, Flower's message threads still called Ray once it had shut down, and Ray started a new local
+    # instance for them (that outlived the run); fedleak always calls ray.init itself.
+    "RAY_ENABLE_AUTO_CONNECT": "0",
 }
 #: Set unless the user asked for verbose output.
 QUIET = {"FLWR_LOG_LEVEL": "WARNING", "RAY_DEDUP_LOGS": "1"}

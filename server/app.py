@@ -54,11 +54,12 @@ def initial_weights(scenario: Scenario, spec: ModelSpec, base_dir: Path | None =
 def load_checkpoint(model: torch.nn.Module, path: Path, field: str) -> None:
     """Load a state_dict file into ``model``; a file that does not fit it is one UserError naming ``field``."""
     from fedleak.errors import UserError
+    from fedleak.safe_load import load_state_dict
 
+    state = load_state_dict(path, field)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
-    except (RuntimeError, OSError, ValueError, AttributeError, TypeError) as exc:
+    except (RuntimeError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{field}: {path} does not fit the model {type(model).__name__}: {first}") from None
 

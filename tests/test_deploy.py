@@ -221,7 +221,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys) -> None:
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 3 and all(line.startswith("fedleak deploy: error: ") for line in errors)
     assert "missing.yaml: no such scenario file" in errors[0] and "--timeout" in errors[1]
-    assert "already holds a run" in errors[2]
+    assert "already holds fedleak output (rounds.csv)" in errors[2]
 
 
 # --- docker-compose.yml ------------------------------------------------------------------------------------------

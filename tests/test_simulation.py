@@ -205,7 +205,7 @@ def test_cli_refuses_an_out_folder_that_already_holds_a_run(tmp_path, capsys):
     (out / "leakage.csv").write_text("round,client\n1,0\n")
     assert main(["simulate", str(ROOT / "scenarios" / "smoke.yaml"), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert "--out" in err[-1] and "already holds a run" in err[-1]
+    assert "--out" in err[-1] and "already holds fedleak output (leakage.csv)" in err[-1]
     assert (out / "leakage.csv").read_text() == "round,client\n1,0\n"  # nothing already written is lost
 
 

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from fedleak.config.schema import PARTITION_SETTINGS, Scenario
 from fedleak.errors import UserError
+from fedleak.safe_yaml import YamlRefused, read_yaml
 
 
 def read_scenario(path: str | Path) -> Scenario:
@@ -21,7 +22,9 @@ def read_scenario(path: str | Path) -> Scenario:
     if not path.is_file():
         raise UserError(f"{path}: no such scenario file; pass the path of a .yaml file, e.g. scenarios/smoke.yaml")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml(path)
+    except YamlRefused as exc:
+        raise UserError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

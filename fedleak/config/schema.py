@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import functools
 import operator
-import re
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fedleak.defaults import DEFAULT_SUCCESS_PSNR
 from fedleak.defenses import AnyDefense, NoDefense
+from fedleak.fence import folder_name_problem
 from fedleak.registry import Registry
 from fedleak.types import ThreatModel
 
@@ -35,8 +35,16 @@ PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 
 
+#: Bounds that keep a typo from allocating the machine away: image sides (gradient-leakage work uses ≤ 256 px) and
+#: label spaces (LFW has 5 749 identities).
+MAX_IMAGE_SIDE = 1024
+MAX_CLASSES = 100_000
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No NaN or infinity anywhere in a scenario: `lr: .inf` or `success_psnr: .nan` passed validation and then
+    # failed every client; refused here with the field's name.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 #: The settings class of every ``clients.partition.kind``: the scenario's union is built from these, and the
@@ -75,10 +83,13 @@ class DataConfig(Strict):
     #: train | test. Default: the training split when the source has one, else the test split
     #: (the bundled CIFAR/Fashion-MNIST images are test images; bundled MNIST has both).
     split: Literal["train", "test"] | None = None
-    #: Resize images to this side length (default: the dataset's native size).
-    image_size: PositiveInt | None = None
-    #: Class index of the single image (source ``image`` only).
-    label: Annotated[int, Field(ge=0)] | None = None
+    #: Resize images to this side length (default: the dataset's native size); at most 1024.
+    image_size: Annotated[int, Field(gt=0, le=MAX_IMAGE_SIDE)] | None = None
+    #: Class index of the single image (source ``image`` only); below 100 000.
+    label: Annotated[int, Field(ge=0, lt=MAX_CLASSES)] | None = None
+    #: Images whose height and width differ: ``crop`` their central square (said in the source's description),
+    #: or ``refuse`` them. Never stretched.
+    non_square: Literal["crop", "refuse"] = "crop"
     #: Share of the images held out for the global model's evaluation (never in any client's shard).
     eval_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2
 
@@ -266,8 +277,9 @@ class ArmConfig(Strict):
     @field_validator("name")
     @classmethod
     def _folder_name(cls, name: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-            raise ValueError(f"arm name {name!r} names the folder arms/<name>/: use letters, digits, '_', '.', '-'")
+        problem = folder_name_problem(name)
+        if problem:
+            raise ValueError(f"arm name {problem}: it names the folder arms/<name>/")
         return name
 
     @field_validator("training")
@@ -293,6 +305,7 @@ class ArmConfig(Strict):
 
 
 class Scenario(Strict):
+    #: Names the run folder runs/<name>-<timestamp>/, so one plain folder name (fedleak.fence).
     name: str | None = None
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -305,6 +318,14 @@ class Scenario(Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
     #: Defenses compared on the same federation: one run per arm into ``arms/<name>/`` (fedleak.drivers.arms).
     arms: list[ArmConfig] = []
+
+    @field_validator("name")
+    @classmethod
+    def _run_folder_name(cls, name: str | None) -> str | None:
+        problem = folder_name_problem(name) if name is not None else None
+        if problem:
+            raise ValueError(f"{problem}: it names the run folder runs/<name>-<timestamp>/")
+        return name
 
     @field_validator("arms")
     @classmethod

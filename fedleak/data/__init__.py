@@ -63,18 +63,18 @@ def _bundled(cfg: DataConfig, path: Path | None, base_dir: Path | None) -> Image
 
 @DATA_SOURCES.register("npz")
 def _npz(cfg: DataConfig, path: Path | None, base_dir: Path | None) -> ImageSet:
-    return load_npz(cfg.dataset, path, cfg.image_size)
+    return load_npz(cfg.dataset, path, cfg.image_size, cfg.non_square)
 
 
 @DATA_SOURCES.register("folder")
 def _folder(cfg: DataConfig, path: Path | None, base_dir: Path | None) -> ImageSet:
-    return load_folder(cfg.dataset, path, cfg.image_size)
+    return load_folder(cfg.dataset, path, cfg.image_size, cfg.non_square)
 
 
 @DATA_SOURCES.register("image")
 def _image(cfg: DataConfig, path: Path | None, base_dir: Path | None) -> ImageSet:
     assert cfg.label is not None  # the schema requires it for this source
-    return load_single_image(cfg.dataset, path, cfg.label, cfg.image_size)
+    return load_single_image(cfg.dataset, path, cfg.label, cfg.image_size, cfg.non_square)
 
 
 @DATA_SOURCES.register("torchvision")

@@ -17,36 +17,35 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from fedleak.data.imageset import ImageSet, build_image_set, dataset_info, to_nchw, to_tensor_images
 from fedleak.errors import UserError
+from fedleak.safe_load import check_finite
+from fedleak.safe_load import load_npz as load_npz_checked
+from fedleak.safe_load import read_image as read_image_checked
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
-def load_npz(dataset: str, path: Path, image_size: int | None) -> ImageSet:
+def load_npz(dataset: str, path: Path, image_size: int | None, non_square: str = "crop") -> ImageSet:
     if not path.is_file():
         raise UserError(f"{path}: no such file; data.path must name an .npz archive with arrays x and y")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable .npz archive ({exc})") from None
-    with archive:
-        keys = set(archive.files)
-        if "x" not in keys or not keys & {"y", "names"}:
-            raise UserError(f"{path}: needs arrays 'x' (images) and 'y' (labels) or 'names'; found "
-                            f"{', '.join(sorted(keys)) or 'none'}")
-        x = archive["x"]
-        if "y" in keys:
-            labels, num_classes = archive["y"], None
-        else:
-            names = archive["names"]
-            classes, labels = np.unique(names, return_inverse=True)
-            num_classes = len(classes)
+    arrays = load_npz_checked(path, ["x", "y", "names"])
+    if "x" not in arrays or not arrays.keys() & {"y", "names"}:
+        raise UserError(f"{path}: needs arrays 'x' (images) and 'y' (labels) or 'names'; found "
+                        f"{', '.join(sorted(arrays)) or 'none of them'}")
+    x = arrays["x"]
+    if "y" in arrays:
+        labels, num_classes = arrays["y"], None
+    else:
+        classes, labels = np.unique(arrays["names"], return_inverse=True)
+        num_classes = len(classes)
     if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
         raise UserError(f"{path}: x must be uint8 (0..255) or float in [0, 1], got {x.dtype}")
+    check_finite(x, str(path), "x")
     images = to_nchw(x, str(path))
+    height, width = images.shape[2:]
+    images = square(images, non_square, f"{path}: x")
     want = dataset_info(dataset).channels
     if images.shape[1] != want:
         kind = "grey N×H×W" if want == 1 else "RGB N×H×W×3"
@@ -55,43 +54,49 @@ def load_npz(dataset: str, path: Path, image_size: int | None) -> ImageSet:
     labels = np.asarray(labels).reshape(-1)
     if num_classes is None and (labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer)):
         raise UserError(f"{path}: y must hold integer class indices, got {labels.dtype}")
-    origin = f"npz {path.name} ({len(images)} images)"
+    cropped = f", centre-cropped from {height}×{width}" if height != width else ""
+    origin = f"npz {path.name} ({len(images)} images{cropped})"
     return build_image_set(dataset, images, labels, num_classes, image_size, origin, where=str(path))
 
 
 def read_image(path: Path, channels: int) -> np.ndarray:
-    """One image file as a C×H×W uint8 array with ``channels`` channels (PIL does the grey/RGB conversion)."""
-    try:
-        with Image.open(path) as image:
-            converted = image.convert("L" if channels == 1 else "RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise UserError(f"{path}: not a readable image ({exc.__class__.__name__}); use PNG or JPEG") from None
-    array = np.asarray(converted)
-    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    """One image file as a C×H×W uint8 array with ``channels`` channels, read at its bit depth (fedleak.safe_load)."""
+    return read_image_checked(path, channels)
 
 
 def center_square(image: np.ndarray) -> np.ndarray:
-    """Crop C×H×W to its central square, so resizing never distorts the aspect ratio."""
-    height, width = image.shape[1:]
+    """Crop […×]H×W to its central square, so resizing never distorts the aspect ratio."""
+    height, width = image.shape[-2:]
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
-    return image[:, top : top + side, left : left + side]
+    return image[..., top : top + side, left : left + side]
 
 
-def stack_images(images: list[np.ndarray], size: int) -> np.ndarray:
+def square(images: np.ndarray, non_square: str, where: str) -> np.ndarray:
+    """``images`` (…×H×W) cropped to their central square, or refused (``data.non_square: refuse``) when H ≠ W."""
+    height, width = images.shape[-2:]
+    if height == width:
+        return images
+    if non_square == "refuse":
+        raise UserError(f"{where}: images are {height}×{width}, not square, and data.non_square is 'refuse'; crop "
+                        "them, or set data.non_square: crop")
+    return center_square(images)
+
+
+def stack_images(images: list[np.ndarray], size: int, non_square: str = "crop", where: str = "") -> np.ndarray:
     """Centre-crop and resize C×H×W uint8 images to one N×C×size×size array.
 
     Stays uint8 when every image already has the target size; otherwise all become float32 in [0, 1], so one
     array never mixes 0..255 and 0..1 values.
     """
-    squares = [center_square(image) for image in images]
+    squares = [square(image, non_square, where) for image in images]
     if all(square.shape[1:] == (size, size) for square in squares):
         return np.stack(squares)
     resized = [to_tensor_images(square[None].astype(np.float32) / 255.0, size).numpy() for square in squares]
     return np.concatenate(resized)
 
 
-def load_folder(dataset: str, path: Path, image_size: int | None) -> ImageSet:
+def load_folder(dataset: str, path: Path, image_size: int | None, non_square: str = "crop") -> ImageSet:
     if not path.is_dir():
         raise UserError(f"{path}: no such folder; data.path must name a folder with one sub-folder per class")
     class_dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -112,7 +117,7 @@ def load_folder(dataset: str, path: Path, image_size: int | None) -> ImageSet:
     for class_dir in class_dirs:
         files = sorted(f for f in class_dir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         for file in files:
-            images.append(read_image(file, info.channels))
+            images.append(square(read_image(file, info.channels), non_square, str(file)))
             labels.append(class_ids[class_dir])
     if not images:
         raise UserError(f"{path}: the class sub-folders hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -121,12 +126,13 @@ def load_folder(dataset: str, path: Path, image_size: int | None) -> ImageSet:
     return build_image_set(dataset, stacked, np.array(labels, dtype=np.int64), num_classes, size, origin, str(path))
 
 
-def load_single_image(dataset: str, path: Path, label: int, image_size: int | None) -> ImageSet:
+def load_single_image(dataset: str, path: Path, label: int, image_size: int | None,
+                      non_square: str = "crop") -> ImageSet:
     if not path.is_file():
         raise UserError(f"{path}: no such image file; data.path must name a PNG or JPEG")
     info = dataset_info(dataset)
     size = image_size or info.native_size
-    image = stack_images([read_image(path, info.channels)], size)
+    image = stack_images([read_image(path, info.channels)], size, non_square, str(path))
     # LFW has no fixed label space: the smallest one that contains the label.
     num_classes = info.num_classes or label + 1
     origin = f"image {path.name} (label {label})"

@@ -24,14 +24,15 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from fedleak.errors import UserError
+from fedleak.loopback import foreign_holder, ray_loopback_env
 from fedleak.quiet import quiet_env
+from fedleak.signals import interrupt_on_sigterm
 
 #: Set in the environment of every process the launcher starts (inherited by Flower's own children).
 MARKER_ENV = "FEDLEAK_DEPLOY_ID"
@@ -227,33 +228,28 @@ def _signal(pid: int, sig: int) -> None:
 
 
 def wait_for_port(port: int, timeout_s: float, processes: Processes, name: str) -> None:
+    """Wait until ``name`` listens on ``port``; refuse a port that another server holds too (it would receive what
+    ``flwr run`` and the SuperNodes send)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         processes.check_alive([name])
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.settimeout(0.5)
             if sock.connect_ex(("127.0.0.1", port)) == 0:
+                check_port_is_ours(port, processes, name)
                 return
         time.sleep(0.2)
     raise DeployError(f"{name} did not open port {port} within {timeout_s:.0f} s: {processes.log_tail(name)}")
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """``kill PID`` of the launcher stops the deployment as Ctrl-C does (the clean-up runs in ``finally``)."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def check_port_is_ours(port: int, processes: Processes, name: str) -> None:
+    """Only processes this deployment started may listen on ``port``: another server on it (one that took the
+    port after :func:`free_ports` saw it free, or shares it through SO_REUSEPORT) is refused before anything talks
+    to it."""
+    ours = {process.pid for process in processes.started.values()} | set(processes.marked_pids())
+    problem = foreign_holder(port, ours)
+    if problem is not None and "nothing listens" not in problem:
+        raise DeployError(f"{name}: {problem}; stop that server or run again (another free port is chosen)")
 
 
 def deploy(
@@ -269,6 +265,7 @@ def deploy(
     say: Any = None,
     watch: Any = None,
     overrides: Sequence[str] = (),
+    ray_address: str | None = None,
 ) -> DeployResult:
     """Run ``scenario_path`` on Flower's deployment engine on loopback and return the ServerApp's account of it.
 
@@ -285,6 +282,8 @@ def deploy(
         say: called with one-line progress messages.
         watch: called about twice a second while the run goes on (the command's progress reads the run directory).
         overrides: ``--set KEY=VALUE`` overrides, applied to the scenario on every node.
+        ray_address: the Ray cluster the ServerApp's attackers join (``executor.address`` or ``RAY_ADDRESS``);
+            ``None``: a Ray instance the ServerApp starts itself, kept on 127.0.0.1.
     """
     say = say or (lambda _line: None)
     app = app_dir()
@@ -293,9 +292,9 @@ def deploy(
     log_dir = run_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="fedleak-flwr-home-") as flwr_home, _sigterm_as_interrupt():
+    with tempfile.TemporaryDirectory(prefix="fedleak-flwr-home-") as flwr_home, interrupt_on_sigterm():
         # The SuperLink and SuperNodes start flower-superexec / flwr-serverapp / flwr-clientapp through PATH.
-        env = {**os.environ, **quiet_env(verbose), "FLWR_HOME": flwr_home,
+        env = {**os.environ, **quiet_env(verbose), **ray_loopback_env(ray_address), "FLWR_HOME": flwr_home,
                "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
         superlink_port, *node_ports = free_ports(1 + num_clients)
         Path(flwr_home, "config.toml").write_text(flower_config(superlink_port))

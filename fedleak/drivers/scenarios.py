@@ -5,6 +5,7 @@ This sits above the kernel because the attack registry it reads is filled by ``f
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from fedleak.defenses import Defense
 from fedleak.errors import UserError
 from fedleak.models import MODELS
 from fedleak.models.registry import ACTIVATIONS
+from fedleak.runtime.cluster import cluster_address
 from fedleak.types import ModelSpec
 
 
@@ -42,6 +44,7 @@ def check_names(scenario: Scenario, source: str) -> None:
         raise UserError(f"{source}: training.activation: unknown activation {training.activation!r}; "
                         f"choose one of: {', '.join(ACTIVATIONS)}")
     _check_defense_models(scenario, source)
+    _check_machine(scenario, source)
     for i, attack in enumerate(scenario.attacks):
         if attack.name not in ATTACKS:
             raise UserError(f"{source}: attacks[{i}].name: unknown attack {attack.name!r}; choose one of: "
@@ -54,6 +57,17 @@ def check_names(scenario: Scenario, source: str) -> None:
             if bad:
                 raise UserError(f"{source}: attacks[{i}].clients: client {bad[0]} does not exist "
                                 f"(clients are 0..{scenario.clients.count - 1})")
+
+
+def _check_machine(scenario: Scenario, source: str) -> None:
+    """Attacker actors beyond what this machine can hold: each imports torch (hundreds of MB) and they all start
+    at once (they ask for no CPU), so 1000 of them ran the machine out of memory. A cluster the scenario names
+    (``executor.address``) is judged by Ray, not here."""
+    ex = scenario.executor
+    limit = 2 * (os.cpu_count() or 1)
+    if cluster_address(ex.address) is None and ex.workers > limit:
+        raise UserError(f"{source}: executor.workers: {ex.workers} attacker processes on a machine with "
+                        f"{os.cpu_count()} CPUs (at most {limit}); lower it, or name a cluster in executor.address")
 
 
 def _check_defense_models(scenario: Scenario, source: str) -> None:

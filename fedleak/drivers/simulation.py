@@ -22,8 +22,10 @@ from typing import Any, Literal
 
 from fedleak.config.schema import Scenario
 from fedleak.defaults import run_dir_for
+from fedleak.loopback import ray_init_loopback_args, ray_loopback_env
 from fedleak.provenance import collect
 from fedleak.quiet import configure_logging
+from fedleak.signals import is_interrupt, quiet_flower
 
 
 class _DropKnownNotices(logging.Filter):
@@ -55,6 +57,8 @@ def launch_flower(
     if not verbose:
         FLOWER_LOGGER.addFilter(notice_filter)
     init_args: dict[str, Any] = {"include_dashboard": False}
+    # Flower's ray.init starts a Ray of our own when none is joined yet: keep it on 127.0.0.1.
+    init_args.update(ray_init_loopback_args(init_args))
     if not verbose:
         init_args.update(logging_level="ERROR", log_to_driver=False)
     if ray_temp_dir is not None:
@@ -143,10 +147,9 @@ def run_on_flower(
     caller; benchmarks call it with a server side prepared without attacks, interception or output."""
     from fedleak.runtime.cluster import cluster_address
 
-    if cluster_address(scenario.executor.address) is None:
-        # A Ray instance of our own keeps its node address on 127.0.0.1 (Ray otherwise binds the machine's
-        # outward address); read when ray is first imported, so it takes effect from the command line.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # A Ray instance of our own keeps its node address on 127.0.0.1 (Ray otherwise listens on every interface);
+    # read when ray is first imported, so it takes effect from the command line. See fedleak/loopback.py.
+    os.environ.update(ray_loopback_env(cluster_address(scenario.executor.address)))
     configure_logging(verbose)
     from fedleak.clients.app import build_client_app
 
@@ -161,7 +164,9 @@ def run_on_flower(
             except BaseException as exc:
                 # Ctrl-C (or a crash) in the simulation engine: let the ServerApp thread end, or the process hangs.
                 server.stop.set()
-                server.record_end("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+                server.record_end("interrupted" if is_interrupt(exc) else "failed")
+                if is_interrupt(exc):
+                    quiet_flower()
                 raise
     finally:
         _leave_cluster()

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from fedleak.errors import UserError
+from fedleak.fence import check_tree
 from fedleak.metrics.reference import CANDIDATES
 from fedleak.report.figures import batch_size_plot, client_attack_plot, training_plot
 from fedleak.report.html import GridImage, ReportContent, esc, fmt, render
@@ -21,6 +22,7 @@ from fedleak.report.tidy import write_images_table
 from fedleak.report.timeline import timeline_plot
 from fedleak.report.worst import ClientLeakage, client_leakage
 from fedleak.report.writer import IMAGES_DIR, LEAKAGE_FILE, ROUNDS_FILE, SCENARIO_FILE, parse_image_name, safe_name
+from fedleak.safe_yaml import YamlRefused, read_yaml
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
@@ -36,6 +38,8 @@ def build_report(run_dir: Path) -> Path:
         raise UserError(f"{run_dir}: no such run directory; pass the folder a 'fedleak simulate' run wrote")
     if not any((run_dir / name).exists() for name in (SCENARIO_FILE, LEAKAGE_FILE, ROUNDS_FILE)):
         raise UserError(f"{run_dir}: not a run directory (none of {SCENARIO_FILE}, {LEAKAGE_FILE}, {ROUNDS_FILE})")
+    # Every file read or written below lies inside the run folder: refuse a link that would lead out of it.
+    check_tree(run_dir)
     notes: list[str] = []
     scenario = _read_scenario(run_dir / SCENARIO_FILE, notes)
     leakage = read_leakage(run_dir / LEAKAGE_FILE)
@@ -160,7 +164,9 @@ def _read_scenario(path: Path, notes: list[str]) -> dict[str, Any]:
         notes.append(f"{SCENARIO_FILE} is missing: the scenario summary is pieced together from the results.")
         return {}
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml(path)
+    except YamlRefused as exc:
+        raise UserError(f"{path}: {exc}; this is not a scenario fedleak wrote") from None
     except yaml.YAMLError as exc:
         notes.append(f"{SCENARIO_FILE} could not be read ({exc.__class__.__name__}); summary from results only.")
         return {}

@@ -25,10 +25,12 @@ from typing import Any
 import yaml
 
 from fedleak.defaults import DEFAULT_SUCCESS_PSNR
+from fedleak.errors import UserError
 from fedleak.metrics.headline import median_psnr
 from fedleak.report.tables import Row, is_number, read_leakage, read_rounds
 from fedleak.report.worst import worst_images
 from fedleak.report.writer import LEAKAGE_FILE, ROUNDS_FILE, SCENARIO_FILE
+from fedleak.safe_yaml import YamlRefused, read_yaml
 
 ARMS_DIR = "arms"
 FRONTIER_FILE = "frontier.csv"
@@ -143,7 +145,9 @@ def _defense(scenario: dict[str, Any], leakage: list[Row]) -> str:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(path.read_text()) if path.is_file() else None
+        raw = read_yaml(path) if path.is_file() else None
+    except YamlRefused as exc:
+        raise UserError(f"{path}: {exc}; this is not a scenario fedleak wrote") from None
     except yaml.YAMLError:
         raw = None
     return raw if isinstance(raw, dict) else {}

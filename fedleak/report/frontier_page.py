@@ -11,6 +11,7 @@ from pathlib import Path
 from matplotlib.ticker import MaxNLocator
 
 from fedleak.defaults import DEFAULT_SUCCESS_PSNR
+from fedleak.fence import check_tree
 from fedleak.report.figures import new_figure, save_figure
 from fedleak.report.frontier import (
     ARMS_DIR,
@@ -182,6 +183,7 @@ def build_frontier(run_dir: Path, rebuild_arms: bool = False) -> Path:
     ``rebuild_arms`` first rebuilds each arm's own report (``fedleak report`` on the top folder).
     """
     run_dir = Path(run_dir)
+    check_tree(run_dir)  # the arms' folders included: nothing below may lead out of the run folder
     names = arm_names(run_dir)
     if rebuild_arms:
         from fedleak.report.build import build_report

@@ -31,6 +31,7 @@ import torch
 import yaml
 
 from fedleak.config.schema import Scenario
+from fedleak.fence import inside
 from fedleak.provenance import RUN_FILE, RunRecord
 from fedleak.report.images import save_grid
 from fedleak.types import LeakageRecord, columns
@@ -118,12 +119,14 @@ class RunWriter:
         each column pairs a true image with the reconstruction scored against it.
         Returns ``images/r{round:03d}_c{client}_{attack}.png``.
         """
-        path = self._path(IMAGES_DIR) / image_name(round, client, attack)
+        self._path(IMAGES_DIR)
+        path = self._path(f"{IMAGES_DIR}/{image_name(round, client, attack)}")
         return save_grid(path, torch.as_tensor(true_images), lined_up)
 
     def _path(self, name: str) -> Path:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        return self.run_dir / name
+        # Checked on every write: a link planted in the run folder never redirects a write (fedleak.fence).
+        return inside(self.run_dir, name)
 
 
 def image_name(round: int, client: int, attack: str) -> str:

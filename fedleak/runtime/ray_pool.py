@@ -26,6 +26,7 @@ import torch
 
 from fedleak.config.schema import AttackConfig
 from fedleak.devices import resolve_device
+from fedleak.loopback import ray_init_loopback_args
 from fedleak.runtime.executor import AttackExecutor, AttackFuture, C, job_seed, run_one
 from fedleak.types import Observation, Reconstruction
 
@@ -117,6 +118,8 @@ class RayPoolExecutor(AttackExecutor[C]):
             if self.resource and "address" not in self.ray_init_args:
                 # A Ray of our own offers the attackers' resource; a cluster's nodes declare theirs themselves.
                 own["resources"] = {self.resource: self.workers}
+            # A Ray of our own stays on 127.0.0.1 (Ray otherwise listens on every interface).
+            own.update(ray_init_loopback_args(self.ray_init_args))
             ray.init(**{**own, **self.ray_init_args})
             self._owns_ray = True
         self._actors = [None] * self.workers

@@ -17,6 +17,7 @@ import torch
 
 from fedleak.defaults import DEFAULT_SUCCESS_PSNR
 from fedleak.devices import resolve_device
+from fedleak.drivers.cli.simulate import add_force, claim_run_dir
 from fedleak.errors import UserError
 
 DESCRIPTION = (
@@ -44,6 +45,8 @@ def add_parser(sub) -> None:
     p.add_argument("--path", help="file or folder for --source npz/folder/torchvision")
     p.add_argument("--split", choices=["train", "test"], help="dataset split (default: train when it exists)")
     p.add_argument("--image-size", type=int, help="resize images to this side (default: the dataset's)")
+    p.add_argument("--non-square", choices=["crop", "refuse"], default="crop",
+                   help="images whose height and width differ: crop their central square (default) or refuse them")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--index", type=int, help="index of the single victim image")
     which.add_argument("--indices", type=int, nargs="+", help="indices of the victim batch")
@@ -80,6 +83,7 @@ def add_parser(sub) -> None:
                    help="where the attack runs (default: auto, a GPU when torch sees one)")
     p.add_argument("--success-psnr", type=float, default=DEFAULT_SUCCESS_PSNR, help="PSNR (dB) counted as a success")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    add_force(p)
     p.set_defaults(run=run)
 
 
@@ -94,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
     images, labels, origin, num_classes, image_set = victim_batch(args)
     observation = victim_observation(args, images, labels, num_classes)
     attack = get_attack(args.attack, device=device, seed=args.seed, **params)
+    # Claimed (and so checked writable) before the attack runs: one attack's results per folder.
+    claim_run_dir(args.out, "--out", args.force, "attack")
 
     from fedleak.provenance import collect
     from fedleak.report import RunWriter
@@ -196,7 +202,7 @@ def victim_batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, 
         if args.label is not None:
             raise UserError("--label goes with --image; with --index the label comes from the dataset")
         raw = {"dataset": args.dataset, "source": args.source, "path": args.path}
-    raw |= {"split": args.split, "image_size": args.image_size}
+    raw |= {"split": args.split, "image_size": args.image_size, "non_square": args.non_square}
     try:
         config = DataConfig.model_validate(raw)
     except ValidationError as exc:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from fedleak.drivers.cli.scenario_args import add_set_option, load_with_overrides
+from fedleak.drivers.cli.simulate import add_force
 
 
 def add_parser(sub) -> None:
@@ -28,6 +29,7 @@ def add_parser(sub) -> None:
                         "docker-compose.yml (default: subprocess, the SuperLink/SuperNodes start them)")
     p.add_argument("--verbose", action="store_true", help="Flower's INFO logs in the log files")
     add_set_option(p)
+    add_force(p)
     p.set_defaults(run=run)
 
 
@@ -35,6 +37,7 @@ def run(args) -> int:
     from fedleak.defaults import run_dir_for
     from fedleak.drivers.deploy_launcher import DeployError, deploy
     from fedleak.errors import UserError
+    from fedleak.runtime.cluster import cluster_address
 
     # Checked here (one line, exit 2); the ServerApp and every ClientApp apply the same overrides to the same file.
     scenario = load_with_overrides(args.scenario, args.overrides)
@@ -44,9 +47,9 @@ def run(args) -> int:
     if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout {args.timeout:g}: give a positive number of seconds")
     run_dir = run_dir_for(args.out, scenario.output.dir, scenario.name)
-    from fedleak.drivers.cli.simulate import refuse_existing_run
+    from fedleak.drivers.cli.simulate import claim_run_dir
 
-    refuse_existing_run(run_dir, "--out" if args.out else "output.dir")
+    claim_run_dir(run_dir, "--out" if args.out else "output.dir", args.force, "deploy")
 
     def say(line: str) -> None:
         print(f"fedleak deploy: {line}", file=sys.stderr)
@@ -60,7 +63,8 @@ def run(args) -> int:
     try:
         result = deploy(args.scenario, run_dir, num_clients=scenario.clients.count, executor=args.executor,
                         timeout_s=args.timeout, verbose=args.verbose, isolation=args.isolation, say=say,
-                        watch=watch, overrides=args.overrides)
+                        watch=watch, overrides=args.overrides,
+                        ray_address=cluster_address(scenario.executor.address))
     except DeployError as exc:
         say(f"error: {exc}")
         return 1

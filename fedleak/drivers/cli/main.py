@@ -48,9 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"fedleak {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"fedleak {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        from fedleak.signals import signal_name
+
+        detail = f" {exc}" if str(exc) else ""
+        print(f"fedleak {args.command}: interrupted{detail}", file=sys.stderr)
+        return 143 if signal_name() == "SIGTERM" else 130
 
 
 if __name__ == "__main__":

@@ -10,11 +10,15 @@ A scenario with ``arms:`` runs one federation per arm, one after another, each i
 
 from __future__ import annotations
 
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fedleak.drivers.cli.scenario_args import add_set_option, load_with_overrides
 from fedleak.errors import UserError
+from fedleak.signals import interrupt_on_sigterm, is_interrupt
 
 
 def add_parser(sub) -> None:
@@ -28,7 +32,13 @@ def add_parser(sub) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="print what would run (rounds, clients per round, scheduled attacks) and exit; "
                         "loads no data and writes nothing")
+    add_force(p)
     p.set_defaults(run=run)
+
+
+def add_force(p) -> None:
+    p.add_argument("--force", action="store_true",
+                   help="if the output folder holds an earlier run, move it aside to <folder>.old-<time> first")
 
 
 def run(args) -> int:
@@ -46,19 +56,53 @@ def run(args) -> int:
         print("\n".join(describe(scenario, run_dir, args.executor)))
         print("dry run: nothing was run or written")
         return 0
-    refuse_existing_run(run_dir, "--out" if args.out else "output.dir")
-    if scenario.arms:
-        return _run_arms(scenario, run_dir, args)
-    print(f"fedleak simulate: {scenario.name} → {run_dir}", file=sys.stderr)
-    return _run_one(scenario, run_dir, args)
+    claim_run_dir(run_dir, "--out" if args.out else "output.dir", args.force, "simulate")
+    with unclaimed_on_error(run_dir), interrupt_on_sigterm():
+        try:
+            if scenario.arms:
+                return _run_arms(scenario, run_dir, args)
+            print(f"fedleak simulate: {scenario.name} → {run_dir}", file=sys.stderr)
+            return _run_one(scenario, run_dir, args)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            if not is_interrupt(exc):
+                raise
+            raise KeyboardInterrupt(_after_interrupt(run_dir)) from None
 
 
-def refuse_existing_run(run_dir: Path, option: str) -> None:
-    """A run directory that already holds results would mix two runs' rows: refuse it, keep what is there."""
-    held = [name for name in ("leakage.csv", "rounds.csv", "frontier.csv") if (run_dir / name).exists()]
-    if held:
-        raise UserError(f"{option} {run_dir}: already holds a run ({', '.join(held)}); choose another folder or "
-                        f"remove it")
+@contextmanager
+def unclaimed_on_error(run_dir: Path) -> Iterator[None]:
+    """A run stopped by a bad value before it wrote anything leaves no folder behind (nor a claim in it)."""
+    from fedleak.run_claim import release_if_unused
+
+    try:
+        yield
+    except BaseException:
+        release_if_unused(run_dir)
+        raise
+
+
+def _after_interrupt(run_dir: Path) -> str:
+    """Stop what the run started (Ray's processes), say what was kept. Further Ctrl-C is ignored meanwhile, so the
+    clean-up itself is never cut short."""
+    from fedleak.signals import signal_name, stop_descendants
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        stop_descendants()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    kept = "partial results and report kept in" if (run_dir / "report.html").is_file() else "rows kept in"
+    return f"by {signal_name()}; every process it started is stopped; {kept} {run_dir}"
+
+
+def claim_run_dir(run_dir: Path, option: str, force: bool, command: str) -> None:
+    """Claim the run folder before anything is written (fedleak.run_claim): one run per folder; ``--force`` moves
+    an earlier run aside instead of mixing the two."""
+    from fedleak.run_claim import claim
+
+    aside = claim(run_dir, option=option, force=force, command=command)
+    if aside is not None:
+        print(f"fedleak {command}: the earlier run in {run_dir} was moved to {aside}", file=sys.stderr)
 
 
 def _run_arms(scenario, run_dir: Path, args) -> int:
@@ -97,8 +141,9 @@ def _run_one(scenario, run_dir: Path, args) -> int:
     try:
         result = simulate(scenario, run_dir=run_dir, base_dir=args.scenario.resolve().parent,
                           executor=args.executor, verbose=args.verbose)
-    except KeyboardInterrupt:
-        _salvage(run_dir)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if is_interrupt(exc):
+            _salvage(run_dir)
         raise
     except UserError:
         raise
@@ -135,7 +180,6 @@ def _salvage(run_dir: Path) -> None:
         from fedleak.report import build_report
 
         build_report(run_dir)
-        print(f"fedleak simulate: partial results kept in {run_dir}", file=sys.stderr)
     except Exception as exc:  # noqa: BLE001 — the rows are on disk; `fedleak report DIR` can retry
         print(f"fedleak simulate: rows kept in {run_dir}; report not rebuilt ({exc}); run "
               f"'fedleak report {run_dir}'", file=sys.stderr)
