@@ -65,3 +65,17 @@ def test_the_report_writes_images_csv_and_snake_case_clients_csv(tmp_path: Path)
     assert "worst-case PSNR (dB)" in page  # the page keeps its human headings
     attacks = _read(tmp_path / "attacks_per_client.csv")
     assert {"median_psnr", "failure_reasons"} <= set(attacks[0])
+
+
+def test_images_csv_never_follows_a_link_out_of_the_run_folder(tmp_path: Path) -> None:
+    import pytest
+
+    from fedleak.errors import UserError
+
+    run, outside = tmp_path / "run", tmp_path / "elsewhere.csv"
+    RunWriter(run).append_leakage(_record(0, "idlg", "30.000", "9.000", "1"))
+    outside.write_text("keep me\n")
+    (run / "images.csv").symlink_to(outside)
+    with pytest.raises(UserError, match="images.csv"):
+        write_images_table(run)
+    assert outside.read_text() == "keep me\n"

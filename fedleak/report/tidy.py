@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from fedleak.fence import inside
 from fedleak.report.tables import read_leakage
 
 IMAGES_FILE = "images.csv"
@@ -91,10 +92,11 @@ def write_arms_images_table(run_dir: Path, arm_dirs: list[Path]) -> Path:
     for arm_dir in arm_dirs:
         if (arm_dir / "leakage.csv").is_file():
             rows += image_rows(read_leakage(arm_dir / "leakage.csv").rows, *run_and_arm(arm_dir))
-    return _write(Path(run_dir) / IMAGES_FILE, rows)
+    return _write(inside(Path(run_dir), IMAGES_FILE), rows)
 
 
 def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
+    # Checked by fedleak.fence: a link planted in the run folder never redirects this write.
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=IMAGE_COLUMNS)
         writer.writeheader()
@@ -109,4 +111,4 @@ def write_images_table(run_dir: Path, leakage: list[dict[str, Any]] | None = Non
     run_dir = Path(run_dir)
     if leakage is None:
         leakage = read_leakage(run_dir / "leakage.csv").rows if (run_dir / "leakage.csv").is_file() else []
-    return _write(run_dir / IMAGES_FILE, image_rows(leakage, *run_and_arm(run_dir)))
+    return _write(inside(run_dir, IMAGES_FILE), image_rows(leakage, *run_and_arm(run_dir)))
