@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from fedleak.attacks.update_check import update_problem
 from fedleak.registry import Registry
 from fedleak.types import Observation, Reconstruction
 
@@ -36,9 +37,13 @@ class Attack:
         raise NotImplementedError
 
     def __call__(self, observation: Observation) -> Reconstruction:
-        """Run the attack, timed; a crash or non-finite output becomes a failed Reconstruction instead of a dead run.
+        """Run the attack, timed; a crash or non-finite output becomes a failed Reconstruction instead of a dead run,
+        and an update with nothing to attack (zero or non-finite, ``update_check.py``) fails before the attack runs.
         The one way every caller (executors, ``fedleak attack``, benchmarks) runs an attack."""
         start = time.perf_counter()
+        problem = update_problem(observation)
+        if problem is not None:
+            return Reconstruction.failed(problem, seconds=time.perf_counter() - start)
         try:
             result = self.reconstruct(observation)
         except Exception as exc:  # noqa: BLE001 — an attack crash is a result, not a dead run

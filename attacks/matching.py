@@ -29,6 +29,10 @@ Robustness, all deterministic from the caller's generator:
   loss alone, without TV or penalty, as Inverting Gradients scores its trials);
 * divergence: a non-finite objective or non-finite pixels abandon the attempt and a fresh start is drawn
   (at most ``max_redraws`` extra attempts); if every attempt diverges, the result is ``failed`` with a reason;
+* no progress: an attempt from a drawn (random) start whose pixels all end within half a grey level of the start
+  is treated like a diverged one, whatever its distance: its images are the noise it started from, and must never
+  be reported as a reconstruction. A start tensor given by the caller (the hybrid's linear solve) is an informed
+  guess, which the loop may rightly keep;
 * stalls: optionally, an attempt whose objective is still above ``stall_ratio`` × its reference scale after
   ``stall_check`` iterations is abandoned and redrawn too (L-BFGS on DLG's sigmoid LeNet sometimes sits in a
   poor basin from the start; a fresh draw usually converges);
@@ -111,6 +115,7 @@ class MatchResult:
             "attempts": len(self.attempts),
             "diverged_attempts": self.diverged,
             "stalled_attempts": sum(a["outcome"] == "stalled" for a in self.attempts),
+            "unmoved_attempts": sum(a["outcome"] == "unmoved" for a in self.attempts),
             "evaluations": sum(a["evaluations"] for a in self.attempts),
             "stop_reasons": [a["stop"] for a in self.attempts],
             "capped_steps": sum(a.get("capped_steps", 0) for a in self.attempts),
@@ -245,6 +250,10 @@ def _probe(
     return evaluate
 
 
+#: A drawn start whose pixels all moved by less than this (half a grey level of 255) ended where it started.
+UNMOVED = 0.5 / 255
+
+
 def _match(
     update_fn: UpdateFn,
     target: dict[str, torch.Tensor],
@@ -258,6 +267,7 @@ def _match(
 ) -> MatchResult:
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     fixed_labels = labels.to(device) if labels is not None else None
+    drawn = callable(init) and not isinstance(init, torch.Tensor)
 
     attempts: list[dict[str, Any]] = []
     best: Attempt | None = None
@@ -271,7 +281,10 @@ def _match(
         record = attempt.run()
         record["attempt"] = len(attempts)
         attempts.append(record)
-        if record["outcome"] == "diverged":
+        if drawn and record["outcome"] != "diverged" and record["moved"] < UNMOVED:
+            # A random start that did not move is noise, whatever its distance says: redraw, never a candidate.
+            record["outcome"], record["stop"] = "unmoved", f"{record['stop']}; ended where it started"
+        if record["outcome"] in ("diverged", "unmoved"):
             continue
         if record["outcome"] == "ok":
             completed += 1
@@ -282,8 +295,8 @@ def _match(
 
     if best is None:
         reasons = "; ".join(a["stop"] for a in attempts)
-        return MatchResult(None, None, math.inf, "failed", f"all {len(attempts)} attempts diverged ({reasons})",
-                           attempts=attempts)
+        return MatchResult(None, None, math.inf, "failed", f"all {len(attempts)} attempts diverged or ended where "
+                           f"they started, no pixel moving by half a grey level ({reasons})", attempts=attempts)
     out_labels = fixed_labels if fixed_labels is not None else best.soft_labels()
     return MatchResult(best.images(), out_labels, best.record["objective"], attempts=attempts,
                        history=best.snapshots.images, history_iterations=best.snapshots.iterations,

@@ -87,6 +87,7 @@ class Attempt:
         self.update_fn, self.target, self.config, self.extra_penalty = update_fn, target, config, extra_penalty
         self.fixed_labels = fixed_labels
         self.variable = _to_variable(start, config.parametrization)
+        self.start_images = self.images().clone()
         self.variables = [self.variable]
         self.label_logits = None
         if label_logits is not None:
@@ -101,6 +102,11 @@ class Attempt:
 
     def images(self) -> torch.Tensor:
         return _images(self.variable, self.config.parametrization).detach()
+
+    def moved(self) -> float:
+        """Largest change of any pixel from the start (inf when the pixels are no longer finite)."""
+        change = (self.images() - self.start_images).abs()
+        return float(change.max()) if bool(torch.isfinite(change).all()) else math.inf
 
     def soft_labels(self) -> torch.Tensor | None:
         return None if self.label_logits is None else torch.softmax(self.label_logits, dim=-1).detach()
@@ -150,6 +156,7 @@ class Attempt:
             else:
                 self.snapshots.take(self.steps, self.images, final=True)
         self.record = {"outcome": outcome, "stop": stop, "iterations": self.done, "evaluations": self.evaluations,
+                       "moved": self.moved(),
                        "loss": distance, "objective": final,
                        "capped_steps": getattr(self.optimizer, "capped", 0),
                        "lbfgs_resets": getattr(self.optimizer, "resets", 0)}

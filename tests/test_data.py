@@ -243,8 +243,10 @@ def test_single_image_is_converted_to_the_dataset(tmp_path):
     rgb = load(dataset="cifar10", source="image", path=str(path), label=9, image_size=16)
     x, _ = rgb.get([0])
     assert x.shape == (1, 3, 16, 16) and x[0, 0].mean() > x[0, 2].mean()  # orange: more red than blue
-    face = load(dataset="lfw", source="image", path=str(path), label=4)
-    assert face.num_classes == 5 and face.image_size == 32
+    face = load(dataset="lfw", source="image", path=str(path), label=4, num_classes=200)
+    assert face.num_classes == 200 and face.image_size == 32
+    with pytest.raises(UserError, match="no fixed label space"):  # one image cannot size LFW's head
+        load(dataset="lfw", source="image", path=str(path), label=4)
 
 
 def test_single_image_errors(tmp_path):
@@ -258,7 +260,8 @@ def test_single_image_errors(tmp_path):
 
 
 def test_single_lfw_photo_fixture(fixture_file):
-    images = load(dataset="lfw", source="image", path=str(fixture_file("Anthony_Hopkins_0001.jpg")), label=0)
+    images = load(dataset="lfw", source="image", path=str(fixture_file("Anthony_Hopkins_0001.jpg")), label=0,
+                  num_classes=10)
     assert images.images.shape == (1, 3, 32, 32)
     assert_valid(images, "lfw")
 

@@ -175,12 +175,13 @@ def test_restarts_are_chosen_on_the_gradient_distance_not_the_prior() -> None:
     def penalty(x):  # favours the far start: the objective picks it, the distance picks the truth
         return 100 * (x - far).pow(2).sum()
 
-    config = MatchConfig(optimizer="adam", lr=1e-6, iterations=2, restarts=2, max_redraws=0)
+    # Small steps, but large enough that both drawn starts move (a drawn start that does not move is never kept).
+    config = MatchConfig(optimizer="adam", lr=5e-3, iterations=2, restarts=2, max_redraws=0)
     result = match_gradients(model, target, lambda generator: next(starts), labels, config, extra_penalty=penalty)
     losses = [a["loss"] for a in result.attempts]
     objectives = [a["objective"] for a in result.attempts]
     assert losses.index(min(losses)) == 0 and objectives.index(min(objectives)) == 1
-    assert torch.allclose(result.images, images, atol=1e-4) and result.distance == min(losses)
+    assert torch.allclose(result.images, images, atol=2e-2) and result.distance == min(losses)
 
 
 def test_snapshots_are_uint8_and_bounded() -> None:

@@ -90,6 +90,9 @@ class DataConfig(Strict):
     #: Images whose height and width differ: ``crop`` their central square (said in the source's description),
     #: or ``refuse`` them. Never stretched.
     non_square: Literal["crop", "refuse"] = "crop"
+    #: Size of the label space, i.e. of the model's head (default: the dataset's; LFW's comes from the source).
+    #: A single LFW image has no source to count classes from and needs it; every label must lie below it.
+    num_classes: Annotated[int, Field(ge=2, le=MAX_CLASSES)] | None = None
     #: Share of the images held out for the global model's evaluation (never in any client's shard).
     eval_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2
 

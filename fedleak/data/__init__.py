@@ -15,7 +15,7 @@ from fedleak.config.schema import DataConfig
 from fedleak.data.batches import client_batch_indices
 from fedleak.data.bundled import load_bundled
 from fedleak.data.files import load_folder, load_npz, load_single_image
-from fedleak.data.imageset import DATASETS, DatasetInfo, ImageSet
+from fedleak.data.imageset import DATASETS, DatasetInfo, ImageSet, with_num_classes
 from fedleak.data.partitioning import PARTITIONS, label_histogram, partition, split_eval
 from fedleak.registry import Registry
 
@@ -47,7 +47,8 @@ def load_images(cfg: DataConfig, base_dir: Path | None = None) -> ImageSet:
     Raises:
         UserError: A missing file, wrong array names or shapes, a label out of range, a split the source lacks.
     """
-    return DATA_SOURCES.get(cfg.source)(cfg, _resolve(cfg.path, base_dir), base_dir)
+    images = DATA_SOURCES.get(cfg.source)(cfg, _resolve(cfg.path, base_dir), base_dir)
+    return with_num_classes(images, cfg.num_classes, cfg.path or f"{cfg.source} {cfg.dataset}")
 
 
 #: (the data section, its resolved ``path`` or None, the scenario's folder) → the images.
@@ -74,7 +75,7 @@ def _folder(cfg: DataConfig, path: Path | None, base_dir: Path | None) -> ImageS
 @DATA_SOURCES.register("image")
 def _image(cfg: DataConfig, path: Path | None, base_dir: Path | None) -> ImageSet:
     assert cfg.label is not None  # the schema requires it for this source
-    return load_single_image(cfg.dataset, path, cfg.label, cfg.image_size, cfg.non_square)
+    return load_single_image(cfg.dataset, path, cfg.label, cfg.image_size, cfg.non_square, cfg.num_classes)
 
 
 @DATA_SOURCES.register("torchvision")

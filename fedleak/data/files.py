@@ -127,13 +127,21 @@ def load_folder(dataset: str, path: Path, image_size: int | None, non_square: st
 
 
 def load_single_image(dataset: str, path: Path, label: int, image_size: int | None,
-                      non_square: str = "crop") -> ImageSet:
+                      non_square: str = "crop", num_classes: int | None = None) -> ImageSet:
+    """One image file with its label. The label space is ``num_classes`` when given, else the dataset's; LFW has
+    none of its own, and a single image cannot define one (guessing ``label + 1`` built a one-class head whose
+    gradient is zero), so there the count must be given."""
     if not path.is_file():
         raise UserError(f"{path}: no such image file; data.path must name a PNG or JPEG")
     info = dataset_info(dataset)
+    num_classes = num_classes or info.num_classes
+    if num_classes is None:
+        raise UserError(f"{path}: {dataset} has no fixed label space and one image cannot define it; set "
+                        f"data.num_classes (fedleak attack: --num-classes K) to the size of the model's head")
+    if label >= num_classes:
+        raise UserError(f"{path}: label {label} is out of range; the model's head has classes 0..{num_classes - 1} "
+                        f"({'data.num_classes' if num_classes != info.num_classes else dataset})")
     size = image_size or info.native_size
     image = stack_images([read_image(path, info.channels)], size, non_square, str(path))
-    # LFW has no fixed label space: the smallest one that contains the label.
-    num_classes = info.num_classes or label + 1
     origin = f"image {path.name} (label {label})"
     return build_image_set(dataset, image, np.array([label], dtype=np.int64), num_classes, size, origin, str(path))

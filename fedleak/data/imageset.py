@@ -152,6 +152,24 @@ def check_labels(labels: np.ndarray, num_classes: int, where: str) -> torch.Tens
     return torch.from_numpy(labels.astype(np.int64))
 
 
+def with_num_classes(images: ImageSet, num_classes: int | None, where: str) -> ImageSet:
+    """The image set with an explicit label space (``data.num_classes``), every label checked against it.
+
+    A label space of one class is refused: its head gives a zero cross-entropy gradient, nothing to attack.
+    """
+    if num_classes is None:
+        if images.num_classes < 2:
+            raise UserError(f"{where}: the labels span {images.num_classes} class; a one-class head gives a zero "
+                            "gradient (nothing to attack): set data.num_classes (fedleak attack: --num-classes) to "
+                            "the size of the label space")
+        return images
+    bad = images.labels[(images.labels < 0) | (images.labels >= num_classes)]
+    if bad.numel():
+        raise UserError(f"{where}: label {int(bad[0])} is outside data.num_classes = {num_classes} (classes "
+                        f"0..{num_classes - 1}); raise the class count or fix the labels")
+    return ImageSet(images.name, images.images, images.labels, num_classes, images.source)
+
+
 def build_image_set(
     name: str, images: np.ndarray, labels: np.ndarray, num_classes: int | None, size: int | None, source: str,
     where: str,

@@ -52,6 +52,9 @@ def add_parser(sub) -> None:
     which.add_argument("--indices", type=int, nargs="+", help="indices of the victim batch")
     p.add_argument("--image", type=Path, help="a single image file as the victim (needs --label)")
     p.add_argument("--label", type=int, help="class index of --image")
+    p.add_argument("--num-classes", type=int,
+                   help="size of the label space, i.e. of the model's head (default: the dataset's; needed for a "
+                        "single LFW image, which has none); every label must lie below it")
     p.add_argument("--iters", type=int, help="optimisation iterations (for attacks that iterate)")
     p.add_argument("--tv", type=float,
                    help="total-variation weight: dlg, idlg (default 0; relative to the L2 objective's scale, 1e-4 "
@@ -202,7 +205,8 @@ def victim_batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, 
         if args.label is not None:
             raise UserError("--label goes with --image; with --index the label comes from the dataset")
         raw = {"dataset": args.dataset, "source": args.source, "path": args.path}
-    raw |= {"split": args.split, "image_size": args.image_size, "non_square": args.non_square}
+    raw |= {"split": args.split, "image_size": args.image_size, "non_square": args.non_square,
+            "num_classes": args.num_classes}
     try:
         config = DataConfig.model_validate(raw)
     except ValidationError as exc:
