@@ -49,7 +49,7 @@ Where this departs from the paper:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -61,6 +61,7 @@ from fedleak.attacks.base import Attack, register_attack
 from fedleak.attacks.labels import counts_to_labels, label_counts, last_linear_gradients, mean_softmax_estimate
 from fedleak.attacks.matching import MatchConfig, UpdateFn, check_choice, match_gradients, reference_scale
 from fedleak.attacks.matching_problem import random_init
+from fedleak.attacks.priors import ImagePrior, image_prior
 from fedleak.training import functional_gradient
 from fedleak.types import Observation, Reconstruction
 
@@ -222,7 +223,8 @@ class FedAvgLeakage(Attack):
         tolerance: float = 2e-8
         lbfgs_history: int = 300
         init: str = "gray"
-        tv_weight: float = 0.0
+        #: None: the measured default for the image kind, as for ``dlg`` (``priors.image_prior``).
+        tv_weight: float | None = None
         snapshot_every: int = 10
         conv_kernels: str = "native"
 
@@ -237,9 +239,13 @@ class FedAvgLeakage(Attack):
             return MatchConfig(
                 distance="l2", optimizer="lbfgs", iterations=iterations or self.iterations, lr=self.lr,
                 restarts=self.restarts, max_redraws=self.max_redraws, tolerance=self.tolerance,
-                snapshot_every=self.snapshot_every, lbfgs_history=self.lbfgs_history, tv_weight=self.tv_weight,
+                snapshot_every=self.snapshot_every, lbfgs_history=self.lbfgs_history, tv_weight=self.tv_weight or 0.0,
                 conv_kernels=self.conv_kernels,
             )
+
+        def image_prior(self, image_shape: tuple[int, ...]) -> ImagePrior:
+            """The TV prior for images of this C×H×W shape (``match_config`` leaves it to the run)."""
+            return image_prior(self.tv_weight, image_shape)
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         cfg, plan = self.config, EpochPlan.of(observation)
@@ -254,12 +260,13 @@ class FedAvgLeakage(Attack):
         weights = {k: observation.global_weights[k].to(self.device) for k in target}
         update_fn = epoch_copies_update_fn(model, weights, plan)
         weight = cfg.prior_weight * reference_scale(target, "l2") if cfg.prior != "none" and plan.epochs > 1 else 0.0
+        tv = cfg.image_prior(shape)
 
         def run(order: torch.Tensor, start: torch.Tensor, iterations: int):
             slots = labels[order].reshape(-1)
             prior = EpochPrior(cfg.prior, weight, slots, plan.epochs, cfg.match_every) if weight else None
-            result = match_gradients(update_fn, target, start, slots, cfg.match_config(iterations),
-                                     extra_penalty=prior, generator=generator)
+            config = replace(cfg.match_config(iterations), tv_weight=tv.tv_weight)
+            result = match_gradients(update_fn, target, start, slots, config, extra_penalty=prior, generator=generator)
             return result, slots, prior
 
         orders = label_orders(labels, plan.epochs, cfg.label_orders, generator)
@@ -281,7 +288,7 @@ class FedAvgLeakage(Attack):
                   "label_order_evaluations": probe_evaluations,
                   "epochs": plan.epochs, "batch_size": plan.batch_size, "num_examples": plan.n,
                   "simulated_steps": plan.steps, "observed_steps": observation.metadata.get("local_steps"),
-                  "tv_weight": cfg.tv_weight}
+                  "tv_weight": tv.tv_weight, "image_prior": tv.describe()}
         if result.status == "failed" or result.images is None:
             return Reconstruction(None, labels=labels, status="failed", reason=result.reason, diagnostics=notes)
         return _package(result, slots, plan, notes)

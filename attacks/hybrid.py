@@ -169,7 +169,8 @@ class Hybrid(Attack):
                 update, target, start, labels, config, extra_penalty=penalty, generator=generator
             )
             before = _objective(update, target, start, labels, penalty, beta / alpha)
-            entry = {"layer": layer.name, "iterations": iterations, "objective_before": before}
+            entry = {"layer": layer.name, "iterations": iterations, "objective_before": before,
+                     "image_prior": f"tv_weight {beta / alpha:g} (the hybrid paper's β/α for this layer)"}
             if result.images is None or not result.loss < before:
                 entry["kept"] = "least-squares solution (the correction did not lower the objective)"
                 log.append(entry)

@@ -12,8 +12,9 @@ Robustness beyond the paper (all overridable): a fresh start is drawn when an at
 objective or pixels) or stalls (objective still above ``stall_ratio`` × its scale after ``stall_check``
 iterations), and the loop stops once the objective falls under ``tolerance`` × its scale (see ``matching.py``).
 
-Options beyond the paper, as in ``dlg.py``: ``tv_weight`` (0 by default, as published; relative to the L2 scale),
-``max_step`` (1), ``snapshot_every`` (10) and ``conv_kernels`` (``native``).
+Options beyond the paper, as in ``dlg.py``: ``tv_weight`` (relative to the L2 scale; by default none up to 32 px
+and for grey images, as published, and 1e-4 for colour images above 32 px, as measured — a departure from the
+paper), ``max_step`` (1), ``snapshot_every`` (10) and ``conv_kernels`` (``native``).
 """
 
 from __future__ import annotations

@@ -30,8 +30,11 @@ from dataclasses import dataclass
 from fedleak.attacks.base import Attack, register_attack
 from fedleak.attacks.label_then_match import match_with_inferred_labels
 from fedleak.attacks.matching import MatchConfig, check_choice
+from fedleak.attacks.priors import ImagePrior, image_prior
 from fedleak.types import Observation, Reconstruction
 
+#: The reference code's TV weight.
+PUBLISHED_TV = 1e-4
 #: (iterations, restarts) of each named setting.
 SETTINGS: dict[str, tuple[int, int]] = {"cpu": (1_000, 2), "full": (24_000, 8)}
 
@@ -47,8 +50,8 @@ class InvertingGradients(Attack):
         iterations: int | None = None
         restarts: int | None = None
         lr: float = 0.1
-        #: The reference code's default TV weight.
-        tv_weight: float = 1e-4
+        #: None: the reference code's default TV weight, 1e-4 (on the cosine objective, whatever the image size).
+        tv_weight: float | None = None
         max_redraws: int = 2
         signed_gradients: bool = True
         lr_schedule: bool = True
@@ -69,12 +72,17 @@ class InvertingGradients(Attack):
         def match_config(self) -> MatchConfig:
             iterations, restarts = SETTINGS[self.setting]
             return MatchConfig(
-                distance="cosine", optimizer="adam", lr=self.lr, tv_weight=self.tv_weight,
+                distance="cosine", optimizer="adam", lr=self.lr,
+                tv_weight=PUBLISHED_TV if self.tv_weight is None else self.tv_weight,
                 iterations=iterations if self.iterations is None else self.iterations,
                 restarts=restarts if self.restarts is None else self.restarts, max_redraws=self.max_redraws,
                 signed_gradients=self.signed_gradients, lr_schedule=self.lr_schedule, parametrization="clamp",
                 snapshot_every=self.snapshot_every, conv_kernels=self.conv_kernels,
             )
+
+        def image_prior(self, image_shape: tuple[int, ...]) -> ImagePrior:
+            """The published weight unless one is set (stated in every result's diagnostics)."""
+            return image_prior(self.tv_weight, image_shape, published=PUBLISHED_TV)
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         return match_with_inferred_labels(observation, self.config, self.device, self.seed)

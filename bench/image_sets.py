@@ -10,6 +10,9 @@ from the held-out sets, which no setting was tuned on:
 - ``lfw64`` / ``lfw32``: colour LFW faces 100–129 of ``lfw_sample_80px.npz`` (one identity each, 200 classes),
   resized to 64 / 32 px.
 
+The default image prior of the L2 matching attacks (``attacks/priors.py``: TV on for colour images above 32 px) was
+chosen on ``lfw64-tuning``: colour LFW faces 0–19 of the same file at 64 px (faces 0–2 were scanned).
+
 Fixture files are read from ``$FEDLEAK_FIXTURES`` (see the project README); bundled sets need nothing.
 """
 
@@ -66,6 +69,7 @@ SETS: dict[str, BenchImages] = {
         BenchImages("mnist", "mnist", tuple(range(20)), "held-out"),
         BenchImages("lfw64", "lfw", tuple(range(100, 130)), "held-out", "lfw_sample_80px.npz", 64),
         BenchImages("lfw32", "lfw", tuple(range(100, 130)), "held-out", "lfw_sample_80px.npz", 32),
+        BenchImages("lfw64-tuning", "lfw", tuple(range(20)), "tuning", "lfw_sample_80px.npz", 64),
     )
 }
 TUNING = SETS["cifar10-tuning"]

@@ -57,8 +57,10 @@ def add_parser(sub) -> None:
                         "single LFW image, which has none); every label must lie below it")
     p.add_argument("--iters", type=int, help="optimisation iterations (for attacks that iterate)")
     p.add_argument("--tv", type=float,
-                   help="total-variation weight: dlg, idlg (default 0; relative to the L2 objective's scale, 1e-4 "
-                        "for 64 px colour faces) and inverting_gradients (default 1e-4, as published)")
+                   help="total-variation weight: dlg, idlg, fedavg (relative to the L2 objective's scale; default: "
+                        "the measured one for the image kind, 1e-4 for colour images above 32 px, else 0) and "
+                        "inverting_gradients (default 1e-4, as published); 0 turns the prior off. metrics.json states "
+                        "the prior used (diagnostics.image_prior)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="any other attack config field, e.g. --param restarts=2 (repeatable)")
     p.add_argument("--update", choices=["gradient", "local_steps", "epochs"], default="gradient",
