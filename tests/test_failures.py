@@ -13,9 +13,9 @@ from PIL import Image
 from fedleak.attacks import get_attack, list_attacks
 from fedleak.attacks.matching import MatchConfig, match_gradients
 from fedleak.attacks.matching_problem import random_init
-from fedleak.cli.main import main
 from fedleak.config.schema import DataConfig
 from fedleak.data import load_images
+from fedleak.drivers.cli.main import main
 from fedleak.errors import UserError
 from fedleak.observe import observe
 from fedleak.training import batch_gradient

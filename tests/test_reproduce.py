@@ -63,7 +63,7 @@ def test_idlg_table_quick_end_to_end(tmp_path, capsys):
 
 def test_idlg_table_runs_dlg_as_published():
     from fedleak.attacks import get_attack
-    from fedleak.reproduce.idlg_table import settings_of
+    from fedleak.drivers.reproduce.idlg_table import settings_of
 
     plain = get_attack("dlg", **settings_of("DLG", 300)).config
     assert (plain.init, plain.restarts, plain.max_redraws, plain.tolerance, plain.stall_check) == ("normal", 1, 0, 0, 0)
