@@ -162,11 +162,13 @@ def run_setting(title: str, sample: Sample, iterations: int, quick: bool) -> str
             f"{sample.departures}; MSE on the clamped image{quick_note}")
 
 
-def measure_sized(count: int, iterations: int, out_dir: Path, quick: bool = False) -> dict[str, Measured]:
+def measure_sized(count: int, iterations: int, out_dir: Path, quick: bool = False,
+                  datasets: tuple[str, ...] = tuple(DATASETS)) -> dict[str, Measured]:
     """Every row on ``count`` images per dataset (fewer where fewer exist); per-run rows go to ``runs.csv``."""
     measured: dict[str, Measured] = {}
     rows: list[dict] = []
-    for dataset, name in DATASETS.items():
+    for dataset in datasets:
+        name = DATASETS[dataset]
         sample = load_sample(dataset, count)
         n = len(sample.labels)
         for title in RUNS:
