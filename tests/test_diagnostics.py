@@ -46,7 +46,8 @@ SPEC_SHAPE = (1, 28, 28)
 def _reply(client: int, indices: list[int], public: dict) -> Message:
     weights = SPEC.build().state_dict()
     content = RecordDict({
-        protocol.UPDATE: ArrayRecord(torch_state_dict={k: torch.zeros_like(v) for k, v in weights.items()}),
+        # Non-zero: a zero update fails before any attack runs (attacks/update_check.py).
+        protocol.UPDATE: ArrayRecord(torch_state_dict={k: torch.full_like(v, 0.01) for k, v in weights.items()}),
         protocol.METRICS: MetricRecord({protocol.NUM_EXAMPLES: len(indices), protocol.TRAIN_LOSS: 1.0}),
         protocol.PUBLIC: ConfigRecord({"client": client, "round": 1, "update_kind": "gradient",
                                        "batch_size": len(indices), "local_steps": 1, "lr": 0.1, **public}),

@@ -37,7 +37,8 @@ if "test_exec_noise" not in ATTACKS:
 def _observation(round_: int = 1, client: int = 0, batch: int = 2) -> Observation:
     model = SPEC.build()
     weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    update = {k: torch.zeros_like(v) for k, v in model.named_parameters()}
+    # Non-zero: a zero update fails before any attack runs (attacks/update_check.py).
+    update = {k: torch.full_like(v, 0.01) for k, v in model.named_parameters()}
     return Observation(SPEC, weights, update, "gradient", ThreatModel(),
                        metadata={"round": round_, "client": client, "batch_size": batch})
 

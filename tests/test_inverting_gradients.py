@@ -69,9 +69,12 @@ def test_the_step_schedule_divides_the_step_by_ten_at_three_eighths_five_eighths
     assert seen == pytest.approx([0.1] * 6 + [0.01] * 4 + [0.001] * 4 + [0.0001] * 2)
 
 
-@pytest.mark.parametrize("name, default", [("dlg", 0.0), ("idlg", 0.0), ("inverting_gradients", 1e-4)])
-def test_every_matching_attack_has_a_tv_weight(name: str, default: float) -> None:
-    assert get_attack(name).config.tv_weight == default
+@pytest.mark.parametrize("name, colour64, grey28", [("dlg", 1e-4, 0.0), ("idlg", 1e-4, 0.0),
+                                                    ("inverting_gradients", 1e-4, 1e-4)])
+def test_every_matching_attack_has_a_tv_weight(name: str, colour64: float, grey28: float) -> None:
+    config = get_attack(name).config
+    assert config.tv_weight is None  # the default depends on the image kind (priors.image_prior)
+    assert config.image_prior((3, 64, 64)).tv_weight == colour64 and config.image_prior((1, 28, 28)).tv_weight == grey28
     assert get_attack(name, tv_weight=0.5).config.match_config().tv_weight == 0.5
 
 
