@@ -60,6 +60,23 @@ class FederatedData:
             elif len(self.shards[client]) == 0:
                 raise UserError(f"client {client} has no training images; change clients.partition or clients.count")
 
+    def check_candidates(self) -> None:
+        """Membership draws its non-members from the held-out split: fail early, before anything is written, when
+        that split is empty or smaller than ``membership.max_members``."""
+        from fedleak.errors import UserError
+
+        membership = self.scenario.membership
+        if membership is None:
+            return
+        pool, total, fraction = len(self.eval_indices), len(self.images), self.scenario.data.eval_fraction
+        if pool == 0:
+            raise UserError(f"membership: non-members come from the held-out split, which is empty (data.eval_fraction "
+                            f"{fraction} of {total} images); raise data.eval_fraction")
+        if membership.max_members is not None and membership.max_members > pool:
+            raise UserError(f"membership.max_members: {membership.max_members} members need as many non-members, but "
+                            f"the held-out split has {pool} images (data.eval_fraction {fraction} of {total}); lower "
+                            f"membership.max_members or raise data.eval_fraction")
+
     def eval_indices_of(self, client: int, server_round: int) -> np.ndarray:
         """This client's equal slice of the held-out set; the weighted mean over the evaluating clients covers all
         of it. With ``clients.per_round`` only the round's sampled clients evaluate, the i-th of them slice i."""

@@ -197,6 +197,68 @@ class LeakageRecord:
         return asdict(self)
 
 
+#: The membership threat model, written into every membership.csv row.
+MEMBERSHIP_THREAT = ("honest-but-curious server; sees the update, the global weights and the granted metadata; holds "
+                     "a candidate set of the records trained on this round and as many held-out non-members, not "
+                     "knowing which are which")
+
+
+@dataclass
+class MembershipRecord:
+    """One membership.csv row: one membership attack on one client's update in one round, judged by the scorer.
+
+    AUC with its 95 % interval (Hanley & McNeil); TPR at FPR 1 % and 0.1 % with the true positives (of ``members``)
+    and false positives (of ``non_members``) they rest on and a 95 % Clopper–Pearson interval (fedleak.metrics.
+    membership). ``trained``: distinct records the client trained on; ``pool``: the held-out records the
+    non-members were drawn from (members are capped by it, so both classes stay equal in number).
+    """
+
+    round: int
+    client: int
+    attack: str
+    status: str
+    reason: str
+    update_kind: str
+    batch_size: int
+    local_epochs: int | None
+    defense: str
+    trained: int
+    pool: int
+    members: int
+    non_members: int
+    auc: float | None = None
+    auc_low: float | None = None
+    auc_high: float | None = None
+    tpr_at_1pct_fpr: float | None = None
+    tpr_at_1pct_fpr_low: float | None = None
+    tpr_at_1pct_fpr_high: float | None = None
+    true_positives_at_1pct_fpr: int | None = None
+    false_positives_at_1pct_fpr: int | None = None
+    tpr_at_0_1pct_fpr: float | None = None
+    tpr_at_0_1pct_fpr_low: float | None = None
+    tpr_at_0_1pct_fpr_high: float | None = None
+    true_positives_at_0_1pct_fpr: int | None = None
+    false_positives_at_0_1pct_fpr: int | None = None
+    seconds: float = 0.0
+    paper: str = ""
+    threat: str = MEMBERSHIP_THREAT
+    labels_known: bool = False
+    local_hparams_known: bool = True
+    batch_size_known: bool = True
+    dp_epsilon: float | None = None
+    dp_delta: float | None = None
+    dp_unit: str = ""
+    timestamp: float = field(default_factory=time.time)
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def columns() -> list[str]:
     """Column order of leakage.csv."""
     return list(LeakageRecord.__dataclass_fields__)
+
+
+def membership_columns() -> list[str]:
+    """Column order of membership.csv."""
+    return list(MembershipRecord.__dataclass_fields__)

@@ -37,12 +37,14 @@ class LeakageTap(ReplyTap):
         progress: the progress display.
         dataset: every image of the run's data source (an ``ImageSet``), scorer only: the mean-image baseline and
             re-identification compare with it; ``None`` leaves both columns empty.
+        membership: a :class:`fedleak.server.membership.MembershipWatch` that runs membership inference on every
+            update it schedules, whatever the update's size; ``None``: no membership inference.
     """
 
     def __init__(
         self, scenario: Scenario, spec: ModelSpec, ground_truth: GroundTruth,
         executor: AttackExecutor[ScoringContext] | None, writer=None, progress: RunProgress | None = None,
-        dataset=None,
+        dataset=None, membership=None,
     ):
         from fedleak.metrics.reference import ReferenceSet
 
@@ -51,6 +53,7 @@ class LeakageTap(ReplyTap):
         self.spec = spec
         self.ground_truth = ground_truth
         self.executor = executor
+        self.membership = membership
         self.writer = writer
         self.progress = progress or RunProgress(scenario.training.rounds, scenario.clients.count, enabled=False)
         self.ledger = RunLedger()
@@ -71,7 +74,9 @@ class LeakageTap(ReplyTap):
                 clients.add(int(reply.content[protocol.PUBLIC]["client"]))
         if self.scenario.training.secure_aggregation and answered:
             args = (answered, weights, self.spec, self.scenario, self.ground_truth)
-            self._submit(*aggregate_to_observation(*args))
+            observation, context = aggregate_to_observation(*args)
+            self._submit(observation, context)
+            self._membership(observation, context)
         else:
             clients_answered = sorted(int(r.content[protocol.PUBLIC]["client"]) for r in answered)
             chosen = sampled_updates(self.scenario, server_round, clients_answered)
@@ -79,6 +84,7 @@ class LeakageTap(ReplyTap):
                 observation, context = reply_to_observation(reply, weights, self.spec, self.scenario,
                                                             self.ground_truth)
                 self._submit(observation, context, chosen)
+                self._membership(observation, context)
         self.progress.round_trained(server_round, len(clients))
         self.collect()
         self.ledger.tap_seconds += time.perf_counter() - start
@@ -133,6 +139,11 @@ class LeakageTap(ReplyTap):
                 # submit() may have finished others while it waited for a free slot: score them now.
                 self._score_all(self.executor.completed())
 
+    def _membership(self, observation: Observation, context: ScoringContext) -> None:
+        """Membership inference runs on every update it schedules, whatever its size (no ``max_images`` cap)."""
+        if self.membership is not None:
+            self.membership.submit(observation, context)
+
     def _skip(self, attack: str, context: ScoringContext, reason: str) -> None:
         """A scheduled attack not run: a row with status "skipped" and the reason, never a silent gap."""
         self.ledger.attacks_submitted += 1
@@ -148,6 +159,8 @@ class LeakageTap(ReplyTap):
         """Wait for every attack and score it; the ServerApp calls this before it returns."""
         if self.executor is not None:
             self._score_all(self.executor.drain())
+        if self.membership is not None:
+            self.membership.drain()
 
     def _score_all(self, outcomes: list[AttackOutcome[ScoringContext]]) -> None:
         for outcome in outcomes:

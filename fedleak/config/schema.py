@@ -13,6 +13,7 @@ A scenario YAML has these sections; everything but ``data``, ``clients`` and ``t
     executor: …              # ExecutorConfig
     output: …                # OutputConfig
     arms: […]                # ArmConfig list: one federation per defense, compared (fedleak.drivers.arms)
+    membership: …            # MembershipConfig: membership inference on every scheduled update
 """
 
 from __future__ import annotations
@@ -237,6 +238,31 @@ class AttackConfig(Strict):
         return self
 
 
+class MembershipConfig(Strict):
+    """Membership inference on every scheduled update, whatever its size (``attacks[].max_images`` caps
+    reconstruction only). For each update the server is granted a candidate set — the records the client trained on
+    that round and as many non-members from the held-out split (``data.eval_fraction``), drawn from (seed, round,
+    client), shuffled — without knowing which are which (fedleak/data/candidates.py); each attack scores every
+    candidate (fedleak/attacks/membership.py) and the scorer writes one membership.csv row per attack."""
+
+    #: Membership attacks to run (names from ``fedleak.attacks.membership.list_membership_attacks``).
+    attacks: list[str] = ["gradient_alignment", "loss_difference"]
+    #: "all" or the 1-based rounds to attack.
+    rounds: Literal["all"] | list[PositiveInt] = "all"
+    #: "all" or the client ids to attack.
+    clients: Literal["all"] | list[Annotated[int, Field(ge=0)]] = "all"
+    #: At most this many of an update's records are candidates, with as many non-members (default: every record,
+    #: capped by the held-out split's size so that members and non-members stay equal in number).
+    max_members: PositiveInt | None = None
+
+    @field_validator("attacks")
+    @classmethod
+    def _some_attack(cls, attacks: list[str]) -> list[str]:
+        if not attacks:
+            raise ValueError("name at least one membership attack, or remove the membership section")
+        return attacks
+
+
 class ExecutorConfig(Strict):
     #: auto: a Ray actor pool inside Flower's simulation, in-process elsewhere; local: in-process; ray: Ray.
     kind: Literal["auto", "local", "ray"] = "auto"
@@ -321,6 +347,8 @@ class Scenario(Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
     #: Defenses compared on the same federation: one run per arm into ``arms/<name>/`` (fedleak.drivers.arms).
     arms: list[ArmConfig] = []
+    #: Membership inference on every scheduled update (None: not run).
+    membership: MembershipConfig | None = None
 
     @field_validator("name")
     @classmethod

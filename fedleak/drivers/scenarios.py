@@ -45,6 +45,7 @@ def check_names(scenario: Scenario, source: str) -> None:
                         f"choose one of: {', '.join(ACTIVATIONS)}")
     _check_defense_models(scenario, source)
     _check_machine(scenario, source)
+    _check_membership(scenario, source)
     for i, attack in enumerate(scenario.attacks):
         if attack.name not in ATTACKS:
             raise UserError(f"{source}: attacks[{i}].name: unknown attack {attack.name!r}; choose one of: "
@@ -82,3 +83,26 @@ def _check_defense_models(scenario: Scenario, source: str) -> None:
         problem = defense.check_model(model, scenario.training.model)
         if problem:
             raise UserError(f"{source}: defense {defense.kind}: {problem}")
+
+
+def _check_membership(scenario: Scenario, source: str) -> None:
+    """Membership attack names, their clients, and a model whose records each have a gradient of their own."""
+    membership = scenario.membership
+    if membership is None:
+        return
+    from fedleak.attacks.membership import MEMBERSHIP_ATTACKS, per_example_gradients_problem
+
+    for i, name in enumerate(membership.attacks):
+        if name not in MEMBERSHIP_ATTACKS:
+            raise UserError(f"{source}: membership.attacks[{i}]: unknown membership attack {name!r}; choose one of: "
+                            f"{', '.join(MEMBERSHIP_ATTACKS.names())}")
+    if membership.clients != "all":
+        bad = [c for c in membership.clients if c >= scenario.clients.count]
+        if bad:
+            raise UserError(f"{source}: membership.clients: client {bad[0]} does not exist "
+                            f"(clients are 0..{scenario.clients.count - 1})")
+    model = ModelSpec(scenario.training.model, 3, 32, 10, scenario.training.activation).build()
+    problem = per_example_gradients_problem(model, 3, 32, 10)
+    if problem:
+        raise UserError(f"{source}: membership: per-example gradients of model {scenario.training.model!r} cannot be "
+                        f"computed ({problem}); choose a model without BatchNorm, e.g. lenet, or remove membership")

@@ -243,6 +243,7 @@ class ServerSide:
         start = time.perf_counter()
         data = FederatedData(scenario, base_dir=base_dir)
         data.check_batches()
+        data.check_candidates()
         spec = data.model_spec()
         weights = initial_weights(scenario, spec, base_dir)
         writer = record = None
@@ -267,8 +268,15 @@ class ServerSide:
 
         scheduled = len(planned_attacks(scenario)) if attacks and intercept else None
         display = RunProgress(scenario.training.rounds, training_clients, enabled=progress, scheduled=scheduled)
-        tap = (LeakageTap(scenario, spec, data.get, pool, writer=writer, progress=display, dataset=data.images)
-               if intercept else None)
+        membership = None
+        if attacks and intercept and scenario.membership is not None:
+            from fedleak.devices import resolve_device
+            from fedleak.server.membership import MembershipWatch
+
+            membership = MembershipWatch(scenario, data.get, data.eval_indices, writer,
+                                         device=resolve_device(scenario.device))
+        tap = (LeakageTap(scenario, spec, data.get, pool, writer=writer, progress=display, dataset=data.images,
+                          membership=membership) if intercept else None)
         return cls(scenario=scenario, run_dir=run_dir if write else None, data=data, weights=weights, pool=pool,
                    tap=tap, display=display, evaluate=len(data.eval_indices) >= training_clients, start=start,
                    writer=writer, record=record)
@@ -289,6 +297,8 @@ class ServerSide:
         finally:
             if self.pool is not None:
                 self.pool.close()
+            if self.tap is not None and self.tap.membership is not None:
+                self.tap.membership.close()
 
     def server_app(self) -> Any:
         """The scenario's ServerApp, intercepted by this side's tap; it drains the attacks before returning."""

@@ -9,6 +9,7 @@ Layout written here::
       diagnostics.jsonl  one JSON line per leakage.csv row: every diagnostic the attack returned (mixture flag,
                        per-layer rank and method, label rule, …), keyed by round, client, attack and timestamp
       rounds.csv       one row per round of training (round, loss, accuracy, seconds, …)
+      membership.csv   one row per membership attack × client × round (fedleak.types.MembershipRecord)
       images/          r001_c0_dlg.png: true images (top row) and the reconstruction (bottom row)
 
 Every row is flushed as soon as it is written, so a run stopped with Ctrl-C keeps everything it produced.
@@ -34,7 +35,7 @@ from fedleak.config.schema import Scenario
 from fedleak.fence import inside
 from fedleak.provenance import RUN_FILE, RunRecord
 from fedleak.report.images import save_grid
-from fedleak.types import LeakageRecord, columns
+from fedleak.types import LeakageRecord, MembershipRecord, columns, membership_columns
 
 SCENARIO_FILE = "scenario.yaml"
 LEAKAGE_FILE = "leakage.csv"
@@ -42,6 +43,7 @@ DIAGNOSTICS_FILE = "diagnostics.jsonl"
 #: Diagnostic tensors larger than this are written as their shape, so one line stays readable.
 MAX_LISTED = 256
 ROUNDS_FILE = "rounds.csv"
+MEMBERSHIP_FILE = "membership.csv"
 IMAGES_DIR = "images"
 
 
@@ -72,6 +74,12 @@ class RunWriter:
         row = {key: _cell(value) for key, value in record.as_row().items()}
         with self._lock:
             _append_row(self._path(LEAKAGE_FILE), columns(), row)
+
+    def append_membership(self, record: MembershipRecord) -> None:
+        """Append one membership row to membership.csv (header written once, row flushed)."""
+        row = {key: _cell(value) for key, value in record.as_row().items()}
+        with self._lock:
+            _append_row(self._path(MEMBERSHIP_FILE), membership_columns(), row)
 
     def append_diagnostics(self, record: LeakageRecord, diagnostics: dict[str, Any]) -> None:
         """Append the attack's diagnostics for ``record`` as one JSON line of diagnostics.jsonl (flushed).

@@ -85,4 +85,6 @@ def check_data(scenario, base_dir: Path) -> None:
     """Find bad data settings here (one line, exit 2) rather than inside the ServerApp's process."""
     from fedleak.federated_data import FederatedData
 
-    FederatedData(scenario, base_dir=base_dir).check_batches()
+    data = FederatedData(scenario, base_dir=base_dir)
+    data.check_batches()
+    data.check_candidates()

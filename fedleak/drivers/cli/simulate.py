@@ -113,6 +113,11 @@ def _run_arms(scenario, run_dir: Path, args) -> int:
     from fedleak.report.frontier_page import build_frontier
 
     arms = plan(scenario, run_dir)
+    if scenario.membership is not None:
+        from fedleak.federated_data import FederatedData
+
+        # Every arm shares the data: a held-out split too small for the non-members fails here, before any write.
+        FederatedData(scenario, base_dir=args.scenario.resolve().parent).check_candidates()
     write_top(scenario, run_dir)
     status = 0
     record = collect("arms", seed=scenario.seed, device=scenario.device, scenario=scenario.name,
