@@ -16,6 +16,7 @@ from fedleak.fence import check_tree
 from fedleak.metrics.reference import CANDIDATES
 from fedleak.report.figures import batch_size_plot, client_attack_plot, training_plot
 from fedleak.report.html import GridImage, ReportContent, esc, fmt, render
+from fedleak.report.membership import MEMBERSHIP_FILE, membership_plot, read_membership, side_by_side
 from fedleak.report.sections import DP_UNITS, attack_table, client_table
 from fedleak.report.tables import Row, read_leakage, read_rounds, summarize
 from fedleak.report.tidy import write_images_table
@@ -56,6 +57,7 @@ def build_report(run_dir: Path) -> Path:
     write_images_table(run_dir, leakage.rows)
     success_psnr = float(_get(scenario, "output", "success_psnr") or DEFAULT_SUCCESS_PSNR)
     clients = client_leakage(leakage.rows)
+    membership = read_membership(run_dir / MEMBERSHIP_FILE)
     order = [c.client for c in clients]
     grids, left_out = _grids(run_dir / IMAGES_DIR, leakage.rows)
     content = ReportContent(
@@ -65,10 +67,11 @@ def build_report(run_dir: Path) -> Path:
         scenario_rows=_scenario_rows(scenario, leakage.rows, rounds.rows),
         client_rows=_client_rows(scenario, leakage.rows),
         attack_rows=_attack_rows(scenario),
-        client_table=client_table(clients, run_dir),
+        client_table=side_by_side(membership, clients) + client_table(clients, run_dir),
         attack_table=attack_table(summarize(leakage.rows), order, run_dir, "attacks_per_client.csv")
         if leakage.rows else "",
-        figures=_figures(run_dir / FIGURES_DIR, leakage.rows, rounds.rows, clients),
+        figures=_figures(run_dir / FIGURES_DIR, leakage.rows, rounds.rows, clients) + _membership_figure(
+            run_dir / FIGURES_DIR, rounds.rows, membership),
         grids=grids,
         notes=notes,
         metric_notes=metric_notes(success_psnr, leakage.rows),
@@ -99,6 +102,16 @@ def _figures(folder: Path, leakage: list[Row], rounds: list[Row],
     figures.append((training_plot(rounds, folder / "training.png"),
                     "Training: accuracy and loss of the global model per round."))
     return figures
+
+
+def _membership_figure(folder: Path, rounds: list[Row], membership: list[Row]) -> list[tuple[Path, str]]:
+    """Membership AUC per client per round under the accuracy, when the run scored membership."""
+    if not membership:
+        return []
+    return [(membership_plot(rounds, membership, folder / "membership_and_accuracy.png"),
+             "Membership and accuracy on one time axis: the global model's held-out accuracy per round (top); per "
+             "client, the AUC of the best membership attack on its update in each attacked round with its 95 % "
+             "interval (bottom; chance is ½). Every client's update is scored, whatever its size.")]
 
 
 def _run_line(raw: dict[str, Any], clients: list[ClientLeakage]) -> str:

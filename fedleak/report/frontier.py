@@ -27,6 +27,7 @@ import yaml
 from fedleak.defaults import DEFAULT_SUCCESS_PSNR
 from fedleak.errors import UserError
 from fedleak.metrics.headline import median_psnr
+from fedleak.report.membership import MEMBERSHIP_FILE, arm_membership, read_membership
 from fedleak.report.tables import Row, is_number, read_leakage, read_rounds
 from fedleak.report.worst import worst_images
 from fedleak.report.writer import LEAKAGE_FILE, ROUNDS_FILE, SCENARIO_FILE
@@ -34,7 +35,8 @@ from fedleak.safe_yaml import YamlRefused, read_yaml
 
 ARMS_DIR = "arms"
 FRONTIER_FILE = "frontier.csv"
-FRONTIER_COLUMNS = ["arm", "defense", "final_accuracy", "worst_median_psnr", "success_rate", "dp_epsilon", "dp_unit"]
+FRONTIER_COLUMNS = ["arm", "defense", "final_accuracy", "worst_median_psnr", "success_rate", "dp_epsilon", "dp_unit",
+                    "membership_auc", "membership_tpr_at_1pct_fpr"]
 
 
 @dataclass
@@ -48,6 +50,10 @@ class ArmResult:
     success_rate: float | None
     dp_epsilon: float | None
     dp_unit: str
+    #: The arm's worst client: the highest membership AUC, and the highest TPR at 1 % FPR, over its clients, attacked
+    #: rounds and membership attacks (membership.csv; empty without membership).
+    membership_auc: float | None = None
+    membership_tpr_at_1pct_fpr: float | None = None
     attacked_images: int = 0
     skipped_attacks: int = 0
     #: Rounds in rounds.csv, and training.rounds of the arm's scenario (None when it cannot be read).
@@ -120,8 +126,10 @@ def read_arm(arm_dir: Path) -> ArmResult:
     success_psnr = float((scenario.get("output") or {}).get("success_psnr") or DEFAULT_SUCCESS_PSNR)
     median, rate, images = leakage_numbers(leakage, success_psnr)
     epsilon, unit = privacy_spent(leakage)
+    auc, tpr = arm_membership(read_membership(arm_dir / MEMBERSHIP_FILE))
     return ArmResult(arm=arm_dir.name, defense=_defense(scenario, leakage), final_accuracy=final_accuracy(rounds),
                      worst_median_psnr=median, success_rate=rate, dp_epsilon=epsilon, dp_unit=unit,
+                     membership_auc=auc, membership_tpr_at_1pct_fpr=tpr,
                      attacked_images=images, success_psnr=success_psnr,
                      skipped_attacks=sum(r.get("status") == "skipped" for r in leakage),
                      rounds_recorded=len({r["round"] for r in rounds if is_number(r.get("round"))}),

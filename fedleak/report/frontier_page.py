@@ -111,13 +111,16 @@ def curves_plot(arms: list[ArmResult], key: str, ylabel: str, path: Path) -> Pat
 
 def _table(arms: list[ArmResult]) -> str:
     head = ["arm", "defense", "final accuracy", "worst-case median PSNR (dB)", "success rate", "ε", "ε unit",
-            "attacked images", "skipped attacks", "arm report"]
+            "membership AUC (worst client)", "TPR at 1 % FPR (worst client)", "attacked images", "skipped attacks",
+            "arm report"]
     rows = []
     for a in arms:
         rate = None if a.success_rate is None else 100 * a.success_rate
         link = f"{ARMS_DIR}/{a.arm}/{REPORT_FILE}"
         cells = [esc(a.arm), esc(a.defense), fmt(a.final_accuracy, 3), fmt(a.worst_median_psnr, 1),
-                 fmt(rate, 0, " %"), fmt(a.dp_epsilon, 2), esc(a.dp_unit or "–"), esc(a.attacked_images),
+                 fmt(rate, 0, " %"), fmt(a.dp_epsilon, 2), esc(a.dp_unit or "–"), fmt(a.membership_auc, 3),
+                 fmt(None if a.membership_tpr_at_1pct_fpr is None else 100 * a.membership_tpr_at_1pct_fpr, 1, " %"),
+                 esc(a.attacked_images),
                  esc(a.skipped_attacks),
                  f'<a href="{esc(link)}">{esc(link)}</a>']
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
