@@ -4,7 +4,11 @@ The attacks (``fedleak.attacks.membership``) score candidates blind; this module
 
 - AUC: the probability that a random member outscores a random non-member (ties count ½), scikit-learn's
   ``roc_auc_score``; its 95 % interval from Hanley & McNeil's standard error ("The meaning and use of the area
-  under a receiver operating characteristic (ROC) curve", Radiology 143:29–36, 1982), clipped to [0, 1].
+  under a receiver operating characteristic (ROC) curve", Radiology 143:29–36, 1982), clipped to [0, 1], and
+  widened to the Clopper–Pearson interval of AUC·m wins in m = min(members, non-members) comparisons wherever that
+  is wider. The widening matters for a handful of candidates, where the normal approximation collapses (one member
+  and one non-member give AUC 1 half the time by chance, and Hanley & McNeil's interval at AUC 1 is [1, 1]); on a
+  hospital's 1000 + 1000 candidates the Clopper–Pearson interval is the wider one, by about 0.005 on each side.
 - TPR at FPR α: the largest share of members found by any threshold whose false-positive rate on the non-members
   is at most α (Carlini et al., "Membership Inference Attacks From First Principles", S&P 2022, arXiv 2112.03570,
   argue for this over accuracy). The threshold is chosen knowing membership, as in that paper: it is the attack's
@@ -101,5 +105,8 @@ def score_membership(scores: np.ndarray, is_member: np.ndarray, levels: tuple[fl
         raise ValueError("non-finite membership scores")
     auc = float(roc_auc_score(is_member, scores))
     low, high = hanley_mcneil(auc, members, non_members)
+    pairs = min(members, non_members)
+    exact_low, exact_high = clopper_pearson(round(auc * pairs), pairs)
+    low, high = min(low, exact_low), max(high, exact_high)
     at_fpr = tuple(tpr_at_fpr(scores, is_member, level) for level in levels)
     return MembershipScore(members, non_members, auc, low, high, at_fpr)

@@ -164,7 +164,8 @@ def side_by_side(rows: list[Row], clients: list[ClientLeakage]) -> str:
         body.append(cells)
     threat = esc(next((r.get("threat") for r in rows if r.get("threat")), ""))
     return ("<h3>Worst case per client: reconstruction and membership side by side</h3>\n" + table(HEADER, body)
-            + f'\n<p class="note">Membership threat model: {threat}. AUC interval: Hanley &amp; McNeil; TPR interval: '
-            "Clopper–Pearson; the TPR's threshold is the best one at ≤ 1 % FPR, chosen knowing membership (the "
+            + f'\n<p class="note">Membership threat model: {threat}. AUC interval: Hanley &amp; McNeil, widened to '
+            "Clopper–Pearson over min(members, non-members) comparisons; TPR interval: Clopper–Pearson; the TPR's "
+            "threshold is the best one at ≤ 1 % FPR, chosen knowing membership (the "
             "attack's best operating point). Members are capped by the held-out split, with as many non-members "
             "(counts in each cell). Every row: membership.csv.</p>")
