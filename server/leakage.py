@@ -16,10 +16,11 @@ from flwr.app import ArrayRecord, Message, MetricRecord
 
 from fedleak import protocol
 from fedleak.config.schema import Scenario
+from fedleak.report.privacy import spend_cells
 from fedleak.runtime import AttackExecutor, AttackOutcome
 from fedleak.server.interceptor import ReplyTap
 from fedleak.server.ledger import RunLedger
-from fedleak.server.observations import GroundTruth, aggregate_to_observation, reply_to_observation
+from fedleak.server.observations import GroundTruth, aggregate_to_observation, dp_fields, reply_to_observation
 from fedleak.server.progress import RunProgress
 from fedleak.server.schedule import sampled_updates, scheduled
 from fedleak.types import ModelSpec, Observation, Reconstruction, ScoringContext
@@ -58,6 +59,8 @@ class LeakageTap(ReplyTap):
         self.progress = progress or RunProgress(scenario.training.rounds, scenario.clients.count, enabled=False)
         self.ledger = RunLedger()
         self._train_loss: dict[int, float] = {}
+        #: round -> client -> the privacy its reply says it had spent after that round (attacked or not).
+        self._spent: dict[int, dict[int, dict]] = {}
         self._round_started = time.perf_counter()
 
     # -- ReplyTap ------------------------------------------------------------------------------------------
@@ -71,7 +74,9 @@ class LeakageTap(ReplyTap):
                 self.ledger.reply_errors.append(f"round {server_round}: {reply.error.reason}")
             else:
                 answered.append(reply)
-                clients.add(int(reply.content[protocol.PUBLIC]["client"]))
+                public = reply.content[protocol.PUBLIC]
+                clients.add(int(public["client"]))
+                self._spent.setdefault(server_round, {})[int(public["client"])] = dp_fields(public)
         if self.scenario.training.secure_aggregation and answered:
             args = (answered, weights, self.spec, self.scenario, self.ground_truth)
             observation, context = aggregate_to_observation(*args)
@@ -110,6 +115,8 @@ class LeakageTap(ReplyTap):
             # Attacks submitted but not yet scored when the round ends: the attackers' backlog.
             "attacks_pending": self.ledger.attacks_submitted - self.ledger.attacks_finished,
             "seconds": round(seconds, 4),
+            # Each participant's cumulative ε (δ, unit) after this round, aligned with participants.
+            **spend_cells(self._spent.get(server_round, {})),
         }
         if self.writer is not None:
             self.writer.append_round(row)

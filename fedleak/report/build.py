@@ -17,6 +17,7 @@ from fedleak.metrics.reference import CANDIDATES
 from fedleak.report.figures import batch_size_plot, client_attack_plot, training_plot
 from fedleak.report.html import GridImage, ReportContent, esc, fmt, render
 from fedleak.report.membership import MEMBERSHIP_FILE, membership_plot, read_membership, side_by_side
+from fedleak.report.privacy import with_spend_at_end
 from fedleak.report.sections import DP_UNITS, attack_table, client_table
 from fedleak.report.tables import Row, read_leakage, read_rounds, summarize
 from fedleak.report.tidy import write_images_table
@@ -56,7 +57,7 @@ def build_report(run_dir: Path) -> Path:
     # The machine-readable per-image table beside the page (fedleak.report.tidy).
     write_images_table(run_dir, leakage.rows)
     success_psnr = float(_get(scenario, "output", "success_psnr") or DEFAULT_SUCCESS_PSNR)
-    clients = client_leakage(leakage.rows)
+    clients = with_spend_at_end(client_leakage(leakage.rows), rounds.rows)  # ε: the spend at the end
     membership = read_membership(run_dir / MEMBERSHIP_FILE)
     order = [c.client for c in clients]
     grids, left_out = _grids(run_dir / IMAGES_DIR, leakage.rows)

@@ -28,6 +28,7 @@ from fedleak.defaults import DEFAULT_SUCCESS_PSNR
 from fedleak.errors import UserError
 from fedleak.metrics.headline import median_psnr
 from fedleak.report.membership import MEMBERSHIP_FILE, arm_membership, read_membership
+from fedleak.report.privacy import arm_spend
 from fedleak.report.tables import Row, is_number, read_leakage, read_rounds
 from fedleak.report.worst import worst_images
 from fedleak.report.writer import LEAKAGE_FILE, ROUNDS_FILE, SCENARIO_FILE
@@ -94,15 +95,6 @@ def leakage_per_round(rows: list[Row]) -> list[tuple[int, float]]:
     return [(r, median_psnr(v)) for r, v in sorted(by_round.items()) if v]
 
 
-def privacy_spent(rows: list[Row]) -> tuple[float | None, str]:
-    """The largest cumulative ε in the rows and its unit (empty where the rows carry no ``dp_unit``)."""
-    spent = [r for r in rows if is_number(r.get("dp_epsilon"))]
-    if not spent:
-        return None, ""
-    top = max(spent, key=lambda r: float(r["dp_epsilon"]))
-    return float(top["dp_epsilon"]), str(top.get("dp_unit") or "")
-
-
 def accuracy_per_round(rows: list[Row]) -> list[tuple[int, float]]:
     """(round, held-out accuracy of the global model) for the rounds that were evaluated."""
     return sorted((int(r["round"]), float(r["accuracy"])) for r in rows
@@ -125,7 +117,7 @@ def read_arm(arm_dir: Path) -> ArmResult:
     rounds = read_rounds(arm_dir / ROUNDS_FILE).rows
     success_psnr = float((scenario.get("output") or {}).get("success_psnr") or DEFAULT_SUCCESS_PSNR)
     median, rate, images = leakage_numbers(leakage, success_psnr)
-    epsilon, unit = privacy_spent(leakage)
+    epsilon, unit = arm_spend(rounds, leakage)  # the largest over its clients after the last round
     auc, tpr = arm_membership(read_membership(arm_dir / MEMBERSHIP_FILE))
     return ArmResult(arm=arm_dir.name, defense=_defense(scenario, leakage), final_accuracy=final_accuracy(rounds),
                      worst_median_psnr=median, success_rate=rate, dp_epsilon=epsilon, dp_unit=unit,
