@@ -11,11 +11,12 @@ Two mechanisms with two different units, never to be read as the same guarantee:
     independent subsampled steps, which would under-count);
   - ``epochs``: E passes of ``int(1/q)`` Poisson batches each (Opacus' data-loader convention) → ``E·int(1/q)``
     subsampled releases per round.
-- **Local DP on the update** (unit ``update``): each round the clipped update gets Gaussian noise calibrated with
-  the analytic Gaussian mechanism (Balle & Wang 2018, "Improving the Gaussian Mechanism for Differential Privacy",
-  arXiv 1805.06530), valid for every ε, unlike the classical σ = Δ·sqrt(2 ln(1.25/δ))/ε (ε < 1 only). ε bounds how
-  well the server can tell the client's update from one differing by at most ``sensitivity`` in L2 norm (with the
-  default sensitivity = clipping norm: from the zero update; a replace-any-update guarantee needs 2× the norm).
+- **Local DP on the update** (unit ``update(<relation>)``): each round the clipped update gets Gaussian noise
+  calibrated with the analytic Gaussian mechanism (Balle & Wang 2018, "Improving the Gaussian Mechanism for
+  Differential Privacy", arXiv 1805.06530), valid for every ε, unlike the classical σ = Δ·sqrt(2 ln(1.25/δ))/ε
+  (ε < 1 only). ε bounds how well the server can tell the client's update from a neighbouring one: by default
+  ``replace-one``, any other clipped update (L2 distance up to 2C, the standard local-DP relation); explicitly
+  ``zero-update``, no update at all (distance up to C, a weaker guarantee).
   T rounds of a Gaussian mechanism compose exactly to one Gaussian whose μ = Δ/σ grows by √T (Dong, Roth & Su
   2019, "Gaussian Differential Privacy", arXiv 1905.02383), so the composed ε is exact, not a bound.
 
@@ -27,12 +28,12 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-PrivacyUnit = Literal["record", "update"]
+#: ``record`` (DP-SGD), or ``update(<relation>)`` (local DP: ``update(replace-one)``, ``update(zero-update)``).
+PrivacyUnit = str
 
 
 @dataclass(frozen=True)
@@ -81,12 +82,14 @@ def calibrate_gaussian_sigma(epsilon: float, delta: float, sensitivity: float) -
     return sensitivity / float(mu)
 
 
-def local_dp_spent(sigma: float, sensitivity: float, delta: float, rounds: int) -> PrivacySpent:
-    """ε of ``rounds`` Gaussian releases of one client's clipped update (exact composition)."""
+def local_dp_spent(sigma: float, sensitivity: float, delta: float, rounds: int,
+                   relation: str = "replace-one") -> PrivacySpent:
+    """ε of ``rounds`` Gaussian releases of one client's clipped update (exact composition); ``sensitivity`` is the
+    L2 distance between neighbouring updates under ``relation``, which the unit names."""
     if rounds < 1:
         raise ValueError(f"a client that took part in {rounds} rounds has released nothing")
     mu = math.inf if sigma == 0 else math.sqrt(rounds) * sensitivity / sigma
-    return PrivacySpent(gaussian_epsilon(mu, delta), delta, "update")
+    return PrivacySpent(gaussian_epsilon(mu, delta), delta, f"update({relation})")
 
 
 def import_opacus() -> None:

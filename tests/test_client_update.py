@@ -89,7 +89,7 @@ def test_the_client_app_sends_what_client_update_computes(defense: dict) -> None
     public = reply.content[protocol.PUBLIC]
     assert public["update_kind"] == "epochs" and public["local_epochs"] == 2
     assert public["num_examples"] == len(shard) == reply.content[protocol.METRICS][protocol.NUM_EXAMPLES]
-    units = {"dp_sgd": "record", "local_dp": "update"}
+    units = {"dp_sgd": "record", "local_dp": "update(replace-one)"}
     assert public.get("dp_unit") == units.get(defense["kind"])
     assert ("dp_epsilon" in public) == (defense["kind"] in units)
     audit = reply.content[protocol.AUDIT][protocol.INDICES]

@@ -100,7 +100,7 @@ def test_local_dp_clips_exactly_like_flowers_local_dp_mod() -> None:
 
 
 def test_local_dp_noise_has_the_gaussian_mechanism_scale() -> None:
-    defense = LocalDpDefense(kind="local_dp", clipping_norm=0.1, epsilon=2.0, delta=1e-5)
+    defense = LocalDpDefense(kind="local_dp", clipping_norm=0.1, epsilon=2.0, delta=1e-5, neighbours="zero_update")
     std = local_dp_std(defense)
     # Calibrated with the analytic Gaussian mechanism: one release is exactly (ε, δ)-DP, and tighter than the
     # classical bound Flower's LocalDpMod uses.

@@ -51,7 +51,7 @@ def test_local_dp_epsilon_composes_over_rounds_like_a_pld_accountant(rounds: int
     defense = LocalDpDefense(kind="local_dp", clipping_norm=0.5, epsilon=2.0, delta=DELTA)
     plan = LocalTraining("epochs", 8, 1, 1, 0.1)
     spent = privacy_spent(defense, plan, shard_size=100, rounds=rounds)
-    assert spent is not None and spent.unit == "update" and spent.delta == DELTA
+    assert spent is not None and spent.unit == "update(replace-one)" and spent.delta == DELTA
     if rounds == 1:
         assert spent.epsilon == pytest.approx(2.0, rel=1e-6)  # one release: exactly the per-round (ε, δ)
     accountant = pld.PLDAccountant()
@@ -127,3 +127,34 @@ def test_poisson_batches_have_the_sampling_rate_and_are_reproducible() -> None:
     assert all(set(b) <= set(shard) for b in batches)
     again = round_batches(shard, plan, seed=0, client=3, server_round=2, defense=DpSgdDefense())
     assert all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))
+
+
+@pytest.mark.parametrize(("neighbours", "scale", "unit"), [("replace_one", 2.0, "update(replace-one)"),
+                                                           ("zero_update", 1.0, "update(zero-update)")])
+def test_local_dp_noise_and_epsilon_follow_the_stated_neighbour_relation(neighbours, scale, unit) -> None:
+    defense = LocalDpDefense(kind="local_dp", clipping_norm=0.5, epsilon=2.0, delta=DELTA, neighbours=neighbours)
+    # The noise is calibrated to the relation's sensitivity: 2C for any two clipped updates, C for the zero update.
+    assert defense.noise_std() == pytest.approx(calibrate_gaussian_sigma(2.0, DELTA, scale * 0.5), rel=1e-9)
+    plan = LocalTraining("gradient", 8, 1, 1, 0.1)
+    for rounds in (1, 2, 5):
+        spent = defense.spent(plan, 100, rounds)
+        accountant = pld.PLDAccountant()
+        event = dp_accounting.GaussianDpEvent(defense.noise_std() / (scale * 0.5))
+        accountant.compose(event, rounds)
+        assert spent.unit == unit
+        assert spent.epsilon == pytest.approx(accountant.get_epsilon(DELTA), rel=0.01)
+
+
+def test_noise_calibrated_for_the_zero_update_is_accounted_honestly_under_replace_one() -> None:
+    # Flower's LocalDpMod asks its user for the sensitivity; with sensitivity = C (the zero-update neighbour) and
+    # ε = 2 per round, any two clipped updates are told apart at ε 4.39 / 6.60 after 1 / 2 rounds, not 2.0 / 2.95.
+    plan = LocalTraining("gradient", 8, 1, 1, 0.1)
+    weak = LocalDpDefense(kind="local_dp", clipping_norm=1.0, epsilon=2.0, delta=DELTA, sensitivity=1.0)
+    zero = LocalDpDefense(kind="local_dp", clipping_norm=1.0, epsilon=2.0, delta=DELTA, neighbours="zero_update")
+    assert weak.noise_std() == pytest.approx(zero.noise_std(), rel=1e-12)  # the same noise
+    assert [round(weak.spent(plan, 10, r).epsilon, 2) for r in (1, 2)] == [4.39, 6.60]
+    assert [round(zero.spent(plan, 10, r).epsilon, 2) for r in (1, 2)] == [2.0, 2.95]
+    for rounds in (1, 2):
+        accountant = pld.PLDAccountant()
+        accountant.compose(dp_accounting.GaussianDpEvent(weak.noise_std() / 2.0), rounds)
+        assert weak.spent(plan, 10, rounds).epsilon == pytest.approx(accountant.get_epsilon(DELTA), rel=0.01)

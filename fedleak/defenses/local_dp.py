@@ -26,19 +26,30 @@ class LocalDpDefense(Defense):
     """Local differential privacy on the update, shaped like Flower's ``LocalDpMod``: clip the update (the
     gradient, or ``w_new − w_global``) to L2 norm ``clipping_norm`` over all tensors, then add Gaussian noise to
     every entry, calibrated so that each round's release is (``epsilon``, ``delta``)-DP with the analytic Gaussian
-    mechanism (valid for every ε; Flower's classical formula holds only for ε < 1). ``sensitivity`` defaults to
-    the clipping norm. The ε reported in results is composed over the rounds the client took part in (unit:
-    ``update``); see :mod:`fedleak.privacy`."""
+    mechanism (valid for every ε; Flower's classical formula holds only for ε < 1).
+
+    ``neighbours`` states what the guarantee is about. ``replace_one`` (the default, the standard local-DP
+    relation): any two clipped updates, sensitivity ``2 · clipping_norm``. ``zero_update``: the client's update
+    against no update at all (add/remove of the whole update), sensitivity ``clipping_norm`` — weaker, explicit
+    only. ``sensitivity`` overrides the Δ the noise is calibrated to (Flower's ``LocalDpMod`` asks its user for
+    it); the ε reported is always accounted at the relation's own sensitivity, so a smaller Δ shows as a larger ε.
+    The ε in results is composed over the rounds the client took part in (unit ``update(<relation>)``); see
+    :mod:`fedleak.privacy`."""
 
     kind: Literal["local_dp"] = "local_dp"
     clipping_norm: PositiveFloat = 1.0
     epsilon: PositiveFloat = 1.0
     delta: Annotated[float, Field(gt=0, lt=1)] = 1e-5
+    neighbours: Literal["replace_one", "zero_update"] = "replace_one"
     sensitivity: PositiveFloat | None = None
 
+    def relation_sensitivity(self) -> float:
+        """The L2 distance between two neighbouring clipped updates: 2C (replace-one) or C (zero update)."""
+        return (2.0 if self.neighbours == "replace_one" else 1.0) * self.clipping_norm
+
     def noise_sensitivity(self) -> float:
-        """The L2 sensitivity the noise is calibrated to: ``sensitivity``, by default the clipping norm."""
-        return self.sensitivity if self.sensitivity is not None else self.clipping_norm
+        """The L2 sensitivity the noise is calibrated to: ``sensitivity``, by default the relation's."""
+        return self.sensitivity if self.sensitivity is not None else self.relation_sensitivity()
 
     def noise_std(self) -> float:
         """The noise scale that makes one round's release (ε, δ)-DP: the analytic Gaussian mechanism (Balle & Wang
@@ -57,7 +68,8 @@ class LocalDpDefense(Defense):
         }
 
     def spent(self, plan: LocalTraining, shard_size: int, rounds: int) -> PrivacySpent:
-        return local_dp_spent(self.noise_std(), self.noise_sensitivity(), self.delta, rounds)
+        return local_dp_spent(self.noise_std(), self.relation_sensitivity(), self.delta, rounds,
+                              relation=self.neighbours.replace("_", "-"))
 
 
 def local_dp_std(defense: LocalDpDefense) -> float:

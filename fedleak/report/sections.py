@@ -27,6 +27,12 @@ DP_UNITS = {
               "over the rounds the client took part in.",
     "update": "ε per update (local DP): the Gaussian mechanism on the client's whole clipped update, composed over the "
               "client's rounds; it protects the update as a whole, not each example in it.",
+    "update(replace-one)": "ε per update (local DP, replace-one): how well the server can tell the client's clipped "
+                           "update from any other clipped update (sensitivity 2C), composed over the client's rounds; "
+                           "it protects the update as a whole, not each example in it.",
+    "update(zero-update)": "ε per update (local DP, zero-update): how well the server can tell the client's clipped "
+                           "update from no update at all (sensitivity C, a weaker relation than replace-one), composed "
+                           "over the client's rounds.",
 }
 
 
