@@ -83,5 +83,6 @@ def test_the_report_shows_each_clients_spend_at_the_end(tmp_path):
     build_report(tmp_path)
     with (tmp_path / "clients.csv").open(newline="") as handle:
         clients = {row["client"]: row for row in csv.DictReader(handle)}
-    assert clients["0"]["ε"].startswith(f"{_spent(3).epsilon:.2f} per record")
-    assert clients["1"]["ε"] == "–"
+    assert float(clients["0"]["dp_epsilon"]) == pytest.approx(_spent(3).epsilon, abs=1e-3)  # written rounded
+    assert clients["0"]["dp_unit"] == "record" and float(clients["0"]["dp_delta"]) == DEFENSE.delta
+    assert clients["1"]["dp_epsilon"] == ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,10 @@ def _csv_link(path: Path, header: list[str], rows: list[list[Any]], clients: int
 
 
 def _csv_value(value: Any) -> Any:
-    """Empty for None, floats rounded to 4 decimals (the page shows 2), everything else as is."""
+    """Empty for None, floats rounded to 4 decimals (the page shows 2) — small ones such as δ = 1e-5 to 4
+    significant digits, which 4 decimals would turn into 0 —, everything else as is."""
     if value is None:
         return ""
-    return round(value, 4) if isinstance(value, float) else value
+    if not isinstance(value, float):
+        return value
+    return round(value, 4) if value == 0 or abs(value) >= 1e-3 or not math.isfinite(value) else float(f"{value:.4g}")
