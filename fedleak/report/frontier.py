@@ -37,7 +37,7 @@ from fedleak.safe_yaml import YamlRefused, read_yaml
 ARMS_DIR = "arms"
 FRONTIER_FILE = "frontier.csv"
 FRONTIER_COLUMNS = ["arm", "defense", "final_accuracy", "worst_median_psnr", "success_rate", "dp_epsilon", "dp_unit",
-                    "membership_auc", "membership_tpr_at_1pct_fpr"]
+                    "membership_auc", "membership_tpr_at_1pct_fpr", "rero_bound", "reidentified_rate", "rero_violated"]
 
 
 @dataclass
@@ -63,6 +63,12 @@ class ArmResult:
     success_psnr: float = DEFAULT_SUCCESS_PSNR
     accuracy_per_round: list[tuple[int, float]] = field(default_factory=list)
     leakage_per_round: list[tuple[int, float]] = field(default_factory=list)
+    #: Worst client (highest share its strongest attack re-identified): that share, and its ReRo bound under the
+    #: arm's DP defense (None without DP); rero_violated: some client's rate lies above its bound beyond chance
+    #: (an implementation error). See fedleak.report.bounds.
+    reidentified_rate: float | None = None
+    rero_bound: float | None = None
+    rero_violated: bool | None = None
 
     def row(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in FRONTIER_COLUMNS}
@@ -126,7 +132,24 @@ def read_arm(arm_dir: Path) -> ArmResult:
                      skipped_attacks=sum(r.get("status") == "skipped" for r in leakage),
                      rounds_recorded=len({r["round"] for r in rounds if is_number(r.get("round"))}),
                      rounds_planned=(scenario.get("training") or {}).get("rounds"),
-                     accuracy_per_round=accuracy_per_round(rounds), leakage_per_round=leakage_per_round(leakage))
+                     accuracy_per_round=accuracy_per_round(rounds), leakage_per_round=leakage_per_round(leakage),
+                     **bound_columns(scenario, leakage))
+
+
+def bound_columns(scenario: dict[str, Any], leakage: list[Row]) -> dict[str, Any]:
+    """reidentified_rate, rero_bound and rero_violated of one arm (fedleak.report.bounds)."""
+    from fedleak.report.bounds import arm_bounds, strongest_rates, worst_client
+
+    rates = strongest_rates(leakage)
+    columns: dict[str, Any] = {"reidentified_rate": max((r for r, _, _ in rates.values()), default=None)}
+    if not scenario:
+        return columns
+    bounds = arm_bounds(scenario, leakage)
+    worst = worst_client(bounds)
+    if worst is not None:
+        columns.update(reidentified_rate=worst.reidentified_rate, rero_bound=worst.rero_bound,
+                       rero_violated=any(b.violated for b in bounds))
+    return columns
 
 
 def _defense(scenario: dict[str, Any], leakage: list[Row]) -> str:

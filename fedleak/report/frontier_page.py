@@ -40,14 +40,42 @@ def epsilon_label(arm: ArmResult) -> str:
 
 
 def frontier_plot(arms: list[ArmResult], path: Path) -> Path:
-    """Final accuracy against worst-case median PSNR, one labelled point per arm (ε beside DP arms)."""
-    figure = new_figure((6.4, 4.2))
-    axes = figure.add_subplot()
+    """Left: final accuracy against worst-case median PSNR, one labelled point per arm (ε beside DP arms).
+    Right: each DP arm's measured re-identification rate against its ReRo bound."""
+    figure = new_figure((11.5, 4.2))
+    _frontier_axes(figure.add_subplot(1, 2, 1), arms)
+    _bound_axes(figure.add_subplot(1, 2, 2), arms)
+    return save_figure(figure, path)
+
+
+def _bound_axes(axes, arms: list[ArmResult]) -> None:
+    """Measured re-identification rate (worst client, strongest attack) against the ReRo bound, with the diagonal:
+    a point above it is an implementation error."""
+    drawn = [a for a in arms if a.rero_bound is not None and a.reidentified_rate is not None]
+    axes.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle="--", label="measured = bound")
+    for arm in drawn:
+        colour = "tab:red" if arm.rero_violated else "tab:blue"
+        axes.plot([arm.rero_bound], [arm.reidentified_rate], marker="o", linestyle="none", color=colour)
+        axes.annotate(arm.arm + (" (above its bound)" if arm.rero_violated else ""),
+                      (arm.rero_bound, arm.reidentified_rate), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    if not drawn:
+        axes.text(0.5, 0.5, "no DP arm with a measured re-identification rate", ha="center", va="center",
+                  transform=axes.transAxes)
+    axes.set_xlim(0, 1.02)
+    axes.set_ylim(0, 1.02)
+    axes.set_xlabel("ReRo bound (prior: uniform over the re-identification gallery)")
+    axes.set_ylabel("re-identified share, strongest attack, worst client")
+    axes.set_title("measured against bound (DP arms)", fontsize=9)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8, loc="upper left")
+
+
+def _frontier_axes(axes, arms: list[ArmResult]) -> None:
     drawn = [a for a in arms if a.final_accuracy is not None and a.worst_median_psnr is not None]
     if not drawn:
         axes.text(0.5, 0.5, "no arm has both an accuracy and a reconstruction yet", ha="center", va="center",
                   transform=axes.transAxes)
-        return save_figure(figure, path)
+        return
     finite = [a.worst_median_psnr for a in drawn if math.isfinite(a.worst_median_psnr)]
     ceiling = (max(finite) if finite else 0.0) + 10.0  # where an exact reconstruction (∞ dB) is drawn
     for i, arm in enumerate(drawn):
@@ -72,7 +100,6 @@ def frontier_plot(arms: list[ArmResult], path: Path) -> Path:
                    fontsize=9)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8, loc="best")
-    return save_figure(figure, path)
 
 
 def _drawn_at(value: float, ceiling: float) -> float:
@@ -111,8 +138,8 @@ def curves_plot(arms: list[ArmResult], key: str, ylabel: str, path: Path) -> Pat
 
 def _table(arms: list[ArmResult]) -> str:
     head = ["arm", "defense", "final accuracy", "worst-case median PSNR (dB)", "success rate", "ε", "ε unit",
-            "membership AUC (worst client)", "TPR at 1 % FPR (worst client)", "attacked images", "skipped attacks",
-            "arm report"]
+            "membership AUC (worst client)", "TPR at 1 % FPR (worst client)", "re-identified (worst client)",
+            "ReRo bound", "attacked images", "skipped attacks", "arm report"]
     rows = []
     for a in arms:
         rate = None if a.success_rate is None else 100 * a.success_rate
@@ -120,7 +147,8 @@ def _table(arms: list[ArmResult]) -> str:
         cells = [esc(a.arm), esc(a.defense), fmt(a.final_accuracy, 3), fmt(a.worst_median_psnr, 1),
                  fmt(rate, 0, " %"), fmt(a.dp_epsilon, 2), esc(a.dp_unit or "–"), fmt(a.membership_auc, 3),
                  fmt(None if a.membership_tpr_at_1pct_fpr is None else 100 * a.membership_tpr_at_1pct_fpr, 1, " %"),
-                 esc(a.attacked_images),
+                 fmt(None if a.reidentified_rate is None else 100 * a.reidentified_rate, 0, " %"),
+                 fmt(a.rero_bound, 3) + (" — exceeded" if a.rero_violated else ""), esc(a.attacked_images),
                  esc(a.skipped_attacks),
                  f'<a href="{esc(link)}">{esc(link)}</a>']
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -143,6 +171,11 @@ def _notes(arms: list[ArmResult], missing: list[str]) -> list[str]:
         "count takes the worse middle image, and ∞ means every image was exact. The success rate is the share of all "
         f"attacked images at or above {threshold:g} dB (images no attack recovered count as misses).",
         "Final accuracy: the global model on the held-out images after the last round (rounds.csv).",
+        "Re-identified: per client, the share of its attacked images the strongest attack re-identified (nearest "
+        "gallery image by SSIM is the true one); the worst client is shown. ReRo bound: the most any attack could "
+        "re-identify under the arm's DP mechanism, from its trade-off curve at the prior of a uniform guess over the "
+        "gallery (Balle, Cherubin & Hayes, S&P 2022; Hayes, Mahloujifar & Balle, NeurIPS 2023, arXiv 2302.07225). "
+        "A rate above its bound beyond chance (95 % Clopper–Pearson) is an implementation error.",
     ]
     for unit in sorted({a.dp_unit for a in arms if a.dp_epsilon is not None}):
         notes.append(f"ε per {unit or '(unit not recorded)'}: the largest cumulative ε of the arm's clients at the "
