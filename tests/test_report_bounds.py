@@ -43,11 +43,13 @@ def test_arm_bounds_read_the_clients_mechanism():
         "training": {"rounds": 3, "update": "epochs", "local_epochs": 1, "batch_size": 10, "model": "lenet",
                      "defense": {"kind": "dp_sgd", "noise_multiplier": 1.0, "max_grad_norm": 1.0}},
     }
-    bounds = arm_bounds(scenario, ROWS[:5])
+    bounds = arm_bounds(scenario, ROWS[:5])  # rows without gallery_size: every bundled MNIST image is the gallery
     assert [b.client for b in bounds] == [0, 1]
-    kappa = 1 / 5000  # the bundled MNIST images: the re-identification gallery
+    kappa = 1 / 5000
     expected = dp_sgd_rero(dp_sgd_round("epochs", 1.0, 10, 100, 1, 1), rounds=3, kappa=kappa)
     assert bounds[0].rero_bound == pytest.approx(expected)
     assert bounds[1].rero_bound < bounds[0].rero_bound  # a larger shard: a smaller sampling rate
     assert 0 < expected < 1 and not math.isnan(expected)
+    stated = arm_bounds(scenario, [dict(r, gallery_size=999) for r in ROWS[:5]])  # gallery + the target: 1000
+    assert stated[0].rero_bound == pytest.approx(dp_sgd_rero(dp_sgd_round("epochs", 1.0, 10, 100, 1, 1), 3, 1 / 1000))
     assert arm_bounds({"training": {"defense": {"kind": "dp_sgd"}}}, ROWS) == []  # no rebuildable scenario

@@ -1,8 +1,11 @@
 """The bound beside the attack: each DP arm's reconstruction-robustness bound next to the re-identification rate
 its strongest attack measured (Balle, Cherubin & Hayes 2022; Hayes, Mahloujifar & Balle 2023, arXiv 2302.07225).
 
-Prior: a uniform guess over the re-identification gallery, κ = 1 / gallery size; the gallery is every image of the
-run's data source (the set the scorer searches, :mod:`fedleak.metrics.reference`). Per client the bound is that of
+Prior: a uniform guess over the re-identification gallery. The scorer asks re-identification in a fixed gallery per
+data source plus the update's own images (:mod:`fedleak.metrics.gallery`; rows carry ``gallery_size`` without the
+batch): κ = 1 / (gallery_size + 1), the largest mass a uniform prior over any such candidate set puts on the target
+(a larger κ only loosens the bound). Rows without ``gallery_size`` (older runs) fall back to every image of the
+data source, the set the scorer searched then. Per client the bound is that of
 its defense over every round it took part in (valid for an attack on any of those rounds' updates). The measured
 rate of an attack on a client is the share of the images it was run on (skipped updates left out, a failed attack's
 images counted as not re-identified) that it re-identified; the strongest attack is the one with the highest rate.
@@ -80,7 +83,8 @@ def arm_bounds(scenario_raw: dict[str, Any], rows: list[Row]) -> list[ClientBoun
         data = FederatedData(scenario)
     except (UserError, ValueError):  # an arm folder whose scenario cannot be rebuilt still gets its measured rate
         return []
-    kappa = 1.0 / len(data.images)
+    sizes = [int(r["gallery_size"]) for r in rows if is_number(r.get("gallery_size"))]
+    kappa = 1.0 / (min(sizes) + 1) if sizes else 1.0 / len(data.images)
     clients, last = scenario.clients, scenario.training.rounds
     bounds = []
     for client, (rate, images, attack) in sorted(rates.items()):
