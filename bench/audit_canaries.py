@@ -7,12 +7,17 @@ Poisson rate ``--rate``, update kind ``--update``); the server scores every cana
 (fedleak.canary_scores) and guesses on the ``--guesses`` most confident (half in, half out).
 
     .venv/bin/python bench/audit_canaries.py --update gradient --rate 1.0
+    .venv/bin/python bench/audit_canaries.py --sweep 0.5 1 2 4 8 --figure audit_sweep.png
+
+``--sweep`` audits mislabelled canaries at each noise multiplier (noise on), plus the broken mechanism (noise off,
+the accountant told ``--sigma``), and draws the empirical lower bound against the claimed ε with the diagonal.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -60,6 +65,42 @@ def audit_once(kind: str, sigma: float, args: argparse.Namespace) -> tuple[float
     return result.epsilon_lower, result.correct, len(shard)
 
 
+def claimed_epsilon(sigma: float, args: argparse.Namespace) -> float:
+    """ε the accountant reports for the expected shard (base + half the canaries) at noise ``sigma``."""
+    shard = args.base + args.canaries // 2
+    mechanism = dp_sgd_round(args.update, sigma, round(args.rate * shard), shard, 1, 1)
+    return dp_sgd_spent(mechanism, 1, 1e-5).epsilon
+
+
+def sweep(args: argparse.Namespace) -> None:
+    """Lower bound against claimed ε over ``args.sweep`` noise multipliers, and the broken mechanism."""
+    points = []
+    print("| σ (told the accountant) | noise in training | claimed ε | ε lower bound (95 %) | correct / guesses |")
+    for sigma, trained in [(s, s) for s in args.sweep] + [(args.sigma, 0.0)]:
+        bound, correct, _ = audit_once("mislabelled", trained, args)
+        claimed = claimed_epsilon(sigma, args)
+        points.append((claimed, bound, trained == 0.0))
+        print(f"| {sigma} | {'off' if trained == 0.0 else 'on'} | {claimed:.3f} | {bound:.3f} | "
+              f"{correct} / {args.guesses} |")
+    if args.figure:
+        from fedleak.report.figures import new_figure, save_figure
+
+        figure = new_figure((5.0, 4.2))
+        axes = figure.add_subplot()
+        top = max(max(c, b) for c, b, _ in points) * 1.1
+        axes.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=0.8, label="lower bound = claimed ε")
+        axes.plot([c for c, _, off in points if not off], [b for _, b, off in points if not off], "o",
+                  label="DP-SGD as implemented")
+        axes.plot([c for c, _, off in points if off], [b for _, b, off in points if off], "x", color="tab:red",
+                  markersize=9, label="noise switched off, ε still reported")
+        axes.set_xlabel("claimed ε (Opacus RDP accountant, δ = 1e-5)")
+        axes.set_ylabel("audit's ε lower bound (95 %)")
+        axes.set_title(f"one-run audit: {args.canaries} canaries, {args.guesses} guesses", fontsize=9)
+        axes.legend(fontsize=8)
+        axes.grid(True, alpha=0.3)
+        save_figure(figure, Path(args.figure))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--canaries", type=int, default=500)
@@ -71,12 +112,14 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, default=4.0, help="the noise multiplier the accountant is told")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--score", choices=["alignment", "informed"], default="informed")
+    parser.add_argument("--sweep", type=float, nargs="*", default=[], help="noise multipliers to sweep")
+    parser.add_argument("--figure", default="", help="where the sweep's figure goes")
     args = parser.parse_args()
-    shard = args.base + args.canaries // 2
-    mech = dp_sgd_round(args.update, args.sigma, round(args.rate * shard), shard, 1, 1)
-    claimed = dp_sgd_spent(mech, 1, 1e-5).epsilon
-    print(f"claimed ε = {claimed:.3f} at δ = 1e-5 (σ = {args.sigma}, {mech.steps} steps at rate "
-          f"{mech.sample_rate:.3f}; score {args.score})")
+    if args.sweep:
+        sweep(args)
+        return
+    print(f"claimed ε = {claimed_epsilon(args.sigma, args):.3f} at δ = 1e-5 (σ = {args.sigma}, update "
+          f"{args.update}, Poisson rate {args.rate}; score {args.score})")
     print("| canaries | noise | ε lower bound (95 %) | correct / guesses | shard | seconds |")
     for kind in ("mislabelled", "held_out"):
         for sigma in (0.0, args.sigma):
