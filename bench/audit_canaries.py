@@ -24,9 +24,8 @@ import torch
 
 from fedleak.canaries import draw_canaries
 from fedleak.canary_scores import alignment_scores, audit_update, update_direction
-from fedleak.clients.dp_sgd import dp_sgd_update
-from fedleak.clients.update import LocalTraining, round_batches
-from fedleak.config.schema import DataConfig, DpSgdDefense
+from fedleak.clients.update import LocalTraining, round_batches, train_update
+from fedleak.config.schema import DataConfig, TrainingConfig
 from fedleak.data import load_images, split_eval
 from fedleak.privacy import dp_sgd_round, dp_sgd_spent
 from fedleak.privacy_audit import audit_from_scores
@@ -50,9 +49,9 @@ def audit_once(kind: str, sigma: float, args: argparse.Namespace) -> tuple[float
     x_all = torch.as_tensor(images.get(shard)[0], dtype=torch.float32)
     y_all = torch.as_tensor(shard_labels, dtype=torch.int64)
     batches = [(x_all[p], y_all[p]) for p in positions]
-    defense = DpSgdDefense(max_grad_norm=1.0, noise_multiplier=sigma, delta=1e-5)
-    update = dp_sgd_update(model, batches, 1, args.lr, defense, plan.batch_size,
-                           torch.Generator().manual_seed(args.seed), send_gradient=args.update == "gradient")
+    defense = TrainingConfig.model_validate(
+        {"defense": {"kind": "dp_sgd", "max_grad_norm": 1.0, "noise_multiplier": sigma, "delta": 1e-5}}).defense
+    update, _ = train_update(model, batches, plan, defense, torch.Generator().manual_seed(args.seed), len(shard))
     if args.score == "informed":
         lookup = lambda idx: tuple(torch.as_tensor(a) for a in images.get(idx))  # noqa: E731
         result = audit_update(model, update, args.update != "gradient", canaries, lookup, base, labels[base],

@@ -8,8 +8,8 @@ import torch
 
 from fedleak.canaries import draw_canaries
 from fedleak.canary_scores import audit_update
-from fedleak.clients.update import LocalTraining, privacy_spent, round_batches, train_update
-from fedleak.config.schema import DataConfig, DpSgdDefense
+from fedleak.clients.update import LocalTraining, privacy_spent, train_update
+from fedleak.config.schema import DataConfig, TrainingConfig
 from fedleak.data import load_images, split_eval
 from fedleak.types import ModelSpec
 
@@ -30,9 +30,11 @@ def audit_one_round(noise_on: bool) -> tuple[float, float]:
     shard_labels = np.concatenate([labels[base], inserted_labels])
     x = torch.as_tensor(images.get(np.concatenate([base, inserted]))[0], dtype=torch.float32)
     y = torch.as_tensor(shard_labels, dtype=torch.int64)
-    plan = LocalTraining("gradient", batch_size=len(y), local_steps=1, local_epochs=1, lr=0.1)  # Poisson rate 1
-    batches = [(x[p], y[p]) for p in round_batches(np.arange(len(y)), plan, 0, 0, 1, poisson=True)]
-    claimed = DpSgdDefense(max_grad_norm=1.0, noise_multiplier=SIGMA, delta=1e-5)
+    # Batch size = shard size: Poisson sampling at rate 1 takes every record, so the one batch is the whole shard.
+    plan = LocalTraining("gradient", batch_size=len(y), local_steps=1, local_epochs=1, lr=0.1)
+    batches = [(x, y)]
+    claimed = TrainingConfig.model_validate(
+        {"defense": {"kind": "dp_sgd", "max_grad_norm": 1.0, "noise_multiplier": SIGMA, "delta": 1e-5}}).defense
     # The broken mechanism: the same defense with its noise off; the accountant below still reads ``claimed``.
     trained = claimed if noise_on else claimed.model_copy(update={"noise_multiplier": 0.0})
     torch.manual_seed(0)
