@@ -45,12 +45,12 @@ def audit_once(kind: str, sigma: float, args: argparse.Namespace) -> tuple[float
     torch.manual_seed(args.seed)
     model = ModelSpec("lenet", images.channels, images.image_size, images.num_classes, "relu").build()
     plan = LocalTraining(args.update, round(args.rate * len(shard)), 1, 1, args.lr)
-    positions = round_batches(np.arange(len(shard)), plan, args.seed, 0, 1, poisson=True)
+    defense = TrainingConfig.model_validate(
+        {"defense": {"kind": "dp_sgd", "max_grad_norm": 1.0, "noise_multiplier": sigma, "delta": 1e-5}}).defense
+    positions = round_batches(np.arange(len(shard)), plan, args.seed, 0, 1, defense=defense)
     x_all = torch.as_tensor(images.get(shard)[0], dtype=torch.float32)
     y_all = torch.as_tensor(shard_labels, dtype=torch.int64)
     batches = [(x_all[p], y_all[p]) for p in positions]
-    defense = TrainingConfig.model_validate(
-        {"defense": {"kind": "dp_sgd", "max_grad_norm": 1.0, "noise_multiplier": sigma, "delta": 1e-5}}).defense
     update, _ = train_update(model, batches, plan, defense, torch.Generator().manual_seed(args.seed), len(shard))
     if args.score == "informed":
         lookup = lambda idx: tuple(torch.as_tensor(a) for a in images.get(idx))  # noqa: E731

@@ -22,7 +22,7 @@ import math
 import numpy as np
 from scipy.stats import norm
 
-from fedleak.privacy import SubsampledGaussian, calibrate_gaussian_sigma, dp_sgd_round, import_opacus
+from fedleak.privacy import SubsampledGaussian, import_opacus
 
 
 def gaussian_rero(mu: float, kappa: float) -> float:
@@ -83,19 +83,3 @@ def _check_prior(kappa: float) -> None:
     if not 0 < kappa < 1:
         raise ValueError(f"the prior's mass κ must lie in (0, 1), got {kappa}")
 
-
-def client_rero(defense: object, kind: str, batch_size: int, shard_size: int, local_steps: int, local_epochs: int,
-                rounds: int, kappa: float) -> float | None:
-    """The ReRo bound of one client's DP defense after ``rounds`` rounds of taking part; None without DP.
-
-    Reads the defense's settings by field (``noise_multiplier``/``max_grad_norm`` for DP-SGD, ``clipping_norm`` and
-    the calibrated noise for local DP) and the round mechanism :mod:`fedleak.privacy` accounts.
-    """
-    if getattr(defense, "kind", None) == "dp_sgd":
-        mechanism = dp_sgd_round(kind, defense.noise_multiplier, batch_size, shard_size, local_steps, local_epochs)
-        return dp_sgd_rero(mechanism, rounds, kappa)
-    if getattr(defense, "kind", None) == "local_dp":
-        sensitivity = defense.sensitivity if defense.sensitivity is not None else defense.clipping_norm
-        sigma = calibrate_gaussian_sigma(defense.epsilon, defense.delta, sensitivity)
-        return local_dp_rero(sigma, defense.clipping_norm, rounds, kappa)
-    return None

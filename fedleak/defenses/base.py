@@ -86,6 +86,11 @@ class Defense(BaseModel):
         """ε (with δ and unit) after ``rounds`` rounds of taking part; None for a defense without a DP guarantee."""
         return None
 
+    def rero(self, plan: LocalTraining, shard_size: int, rounds: int, kappa: float) -> float | None:
+        """The reconstruction-robustness bound for one training record after ``rounds`` rounds of taking part, at
+        prior mass ``kappa`` (:mod:`fedleak.rero`); None for a defense without a DP guarantee."""
+        return None
+
     def check_model(self, model: nn.Module, model_name: str) -> str | None:
         """Why this defense cannot protect ``model`` (one sentence saying what to do), or None when it can."""
         return None

@@ -72,6 +72,14 @@ class DpSgdDefense(Defense):
                                  plan.local_epochs)
         return dp_sgd_spent(mechanism, rounds, self.delta)
 
+    def rero(self, plan: LocalTraining, shard_size: int, rounds: int, kappa: float) -> float:
+        """ReRo bound of the accounted mechanism (the claimed ``noise_multiplier``, as :meth:`spent` reads it)."""
+        from fedleak.rero import dp_sgd_rero
+
+        mechanism = dp_sgd_round(plan.kind, self.noise_multiplier, plan.batch_size, shard_size, plan.local_steps,
+                                 plan.local_epochs)
+        return dp_sgd_rero(mechanism, rounds, kappa)
+
     def check_model(self, model: nn.Module, model_name: str) -> str | None:
         """DP-SGD needs per-sample gradients: a model Opacus cannot train (e.g. BatchNorm) is refused."""
         problem = validate_model(model)

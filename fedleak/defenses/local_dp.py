@@ -71,6 +71,12 @@ class LocalDpDefense(Defense):
         return local_dp_spent(self.noise_std(), self.relation_sensitivity(), self.delta, rounds,
                               relation=self.neighbours.replace("_", "-"))
 
+    def rero(self, plan: LocalTraining, shard_size: int, rounds: int, kappa: float) -> float:
+        """ReRo bound for one record: it moves the clipped update by up to twice ``clipping_norm``."""
+        from fedleak.rero import local_dp_rero
+
+        return local_dp_rero(self.noise_std(), self.clipping_norm, rounds, kappa)
+
 
 def local_dp_std(defense: LocalDpDefense) -> float:
     """The noise scale of ``defense`` (see :meth:`LocalDpDefense.noise_std`)."""

@@ -69,11 +69,10 @@ def strongest_rates(rows: list[Row]) -> dict[int, tuple[float, int, str]]:
 
 def arm_bounds(scenario_raw: dict[str, Any], rows: list[Row]) -> list[ClientBound]:
     """The clients of one DP arm with a measured rate, each beside its bound (empty for an arm without DP)."""
-    from fedleak.clients.update import LocalTraining
     from fedleak.config.loader import validate_scenario
     from fedleak.federated_data import FederatedData
     from fedleak.participation import rounds_taken_part
-    from fedleak.rero import client_rero
+    from fedleak.training import LocalTraining
 
     rates = strongest_rates(rows)
     if not rates:
@@ -92,8 +91,7 @@ def arm_bounds(scenario_raw: dict[str, Any], rows: list[Row]) -> list[ClientBoun
             continue  # the secure aggregate (client −1) is no one client's release
         plan = LocalTraining.of(scenario, client)
         rounds = len(rounds_taken_part(clients.count, clients.per_round, scenario.seed, client, last))
-        bound = client_rero(scenario.client_defense(client), plan.kind, plan.batch_size, len(data.shards[client]),
-                            plan.local_steps, plan.local_epochs, max(rounds, 1), kappa)
+        bound = scenario.client_defense(client).rero(plan, len(data.shards[client]), max(rounds, 1), kappa)
         if bound is not None:
             bounds.append(ClientBound(client, bound, rate, images, attack))
     return bounds
