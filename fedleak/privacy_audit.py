@@ -10,8 +10,10 @@ p-value for "the mechanism is (ε, δ)-DP"; the largest ε rejected at level 1 �
 k₊ and k₋ are fixed before the audit sees the truth (a sweep over them and its maximum would spend the confidence
 several times). The bound holds for the guarantee of the neighbour relation the canaries vary: one *record* added
 or removed. For DP-SGD (a per-record guarantee) it is a lower bound on the per-record ε the accountant claims. Local
-DP's ε is per *update*; a record moves the clipped update by at most twice the clipping norm, so the per-record ε
-that local DP implies is the update ε at twice the sensitivity — the audit bounds that, not the per-update ε itself.
+DP's ε is per *update*; a record moves the clipped update by at most twice the clipping norm, so under the default
+replace-one relation (sensitivity 2C) the per-update ε also bounds every record and the audit checks it; under the
+zero-update relation (sensitivity C) the per-record ε is the update's at twice the sensitivity — that is what the
+audit bounds, not the per-update ε itself.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from fedleak.privacy import calibrate_gaussian_sigma, dp_sgd_round
+from fedleak.config.schema import TrainingConfig
+from fedleak.privacy import dp_sgd_round
 from fedleak.report.bounds import ClientBound, arm_bounds, strongest_rates, worst_client
 from fedleak.rero import dp_sgd_rero, local_dp_rero
 
@@ -54,6 +55,6 @@ def test_arm_bounds_read_the_clients_mechanism():
     assert stated[0].rero_bound == pytest.approx(dp_sgd_rero(dp_sgd_round("epochs", 1.0, 10, 100, 1, 1), 3, 1 / 1000))
     local = dict(scenario, training=dict(scenario["training"], defense={"kind": "local_dp", "clipping_norm": 1.0,
                                                                            "epsilon": 2.0, "delta": 1e-5}))
-    sigma = calibrate_gaussian_sigma(2.0, 1e-5, 1.0)  # the noise local DP adds per round
+    sigma = TrainingConfig.model_validate(local["training"]).defense.noise_std()  # the noise it adds per round
     assert arm_bounds(local, ROWS[:5])[0].rero_bound == pytest.approx(local_dp_rero(sigma, 1.0, 3, kappa))
     assert arm_bounds({"training": {"defense": {"kind": "dp_sgd"}}}, ROWS) == []  # no rebuildable scenario
