@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 
 from fedleak.attacks.update_check import update_problem
+from fedleak.errors import UserError
 from fedleak.registry import Registry
 from fedleak.types import Observation, Reconstruction
 
@@ -117,8 +118,6 @@ def get_attack(name: str, device: str | torch.device = "cpu", seed: int = 0, **p
     cls = ATTACKS.get(name)
     problem = check_params(name, params)
     if problem:
-        from fedleak.errors import UserError
-
         raise UserError(problem)
     return cls(cls.Config(**params), device=device, seed=seed)
 

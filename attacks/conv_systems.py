@@ -15,10 +15,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
+from fedleak.attacks.activations import derivative_from_output, inverse
 from fedleak.attacks.conv_constraints import input_gradient
 from fedleak.attacks.conv_network import ConvLayer, Network, parse_network
 from fedleak.attacks.conv_solvers import LayerReport, relative_residual, solve_layer
+from fedleak.attacks.fc_inversion import fc_input_gradient, invert_fc
 from fedleak.attacks.relu_pattern import repair_relu_pattern
 from fedleak.types import Observation
 
@@ -61,12 +64,7 @@ def blas_threads(limit: int | None):
     if limit is None:
         yield
         return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        blas = contextlib.nullcontext()
-    else:
-        blas = threadpool_limits(limits=limit, user_api="blas")
+    blas = threadpool_limits(limits=limit, user_api="blas")
     previous = torch.get_num_threads()
     torch.set_num_threads(limit)
     try:
@@ -131,8 +129,6 @@ def _walk(
     refine: Refiner | None,
     relu_repair: bool,
 ) -> WalkResult:
-    from fedleak.attacks.fc_inversion import fc_input_gradient, invert_fc
-
     fc_w, fc_gw, fc_gb = weights[f"{net.fc_name}.weight"], grads[f"{net.fc_name}.weight"], grads[f"{net.fc_name}.bias"]
     x_next = invert_fc(torch.as_tensor(fc_gw), torch.as_tensor(fc_gb)).numpy()
     dx_next = fc_input_gradient(torch.as_tensor(fc_w), torch.as_tensor(fc_gb)).numpy()
@@ -199,8 +195,6 @@ class _LayerSteps:
                       tol: float) -> tuple[np.ndarray, np.ndarray, Any]:
         """``delta = dL/dz``: the upstream error times the activation's derivative written in the output, with the
         ReLU live/dead pattern checked against the layer's own gradient constraints where that is well posed."""
-        from fedleak.attacks.activations import derivative_from_output
-
         slope = derivative_from_output(y, layer.activation, dead_tol=tol)
         repair = None
         if self.relu_repair and tol > 0 and _pattern_repairable(layer):
@@ -214,8 +208,6 @@ class _LayerSteps:
 def _forward_rhs(layer: ConvLayer, y: np.ndarray, slope: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """``z − b`` for the forward constraints: the inverse activation, or after a ReLU the output of live units (a dead
     unit's pre-activation is unknown: NaN, its row is dropped)."""
-    from fedleak.attacks.activations import inverse
-
     z = inverse(y, layer.activation) if layer.activation.invertible else np.where(slope > 0, y, np.nan)
     return z - bias[:, None, None] if bias is not None else z
 

@@ -30,6 +30,9 @@ from torch import nn
 from fedleak.attacks.base import Attack, register_attack
 from fedleak.attacks.conv_network import ConvLayer, parse_network
 from fedleak.attacks.conv_systems import LayerSystem, copa_index, invert_network, numpy_params
+from fedleak.attacks.labels import infer_labels
+from fedleak.attacks.matching import MatchConfig, match_gradients, update_distance
+from fedleak.attacks.priors import total_variation
 from fedleak.attacks.rconv import analytic_result
 from fedleak.training import loss_of
 from fedleak.types import Observation, Reconstruction
@@ -101,8 +104,6 @@ class Hybrid(Attack):
         return True, True
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
-        from fedleak.attacks.labels import infer_labels
-
         spec = observation.model
         shape = (spec.in_channels, spec.image_size, spec.image_size)
         model = observation.build_model()
@@ -134,8 +135,6 @@ class Hybrid(Attack):
         return result
 
     def _refiner(self, model, net, gradients, labels, shape, log):
-        from fedleak.attacks.matching import MatchConfig, match_gradients
-
         names_in_order = [n for n, _ in model.named_parameters()]
         cfg = self.config
 
@@ -206,9 +205,6 @@ def _system_penalty(layer: ConvLayer, system: LayerSystem, weight: float):
 
 def _objective(update, target, images, labels, penalty, tv_weight: float) -> float:
     """The correction's objective at ``images`` (to keep the least-squares start when matching made it worse)."""
-    from fedleak.attacks.matching import update_distance
-    from fedleak.attacks.priors import total_variation
-
     with torch.enable_grad():
         value = update_distance(update(images, labels), target, "layer_cosine")
         value = value + tv_weight * total_variation(images) + penalty(images)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedleak.errors import UserError
 from fedleak.registry import Registry
 from fedleak.training import loss_of
 from fedleak.types import Observation
@@ -78,8 +79,6 @@ def get_membership_attack(name: str, device: str | torch.device = "cpu", **param
     fields = {f.name for f in dataclasses.fields(cls.Config)}
     unknown = sorted(set(params) - fields)
     if unknown:
-        from fedleak.errors import UserError
-
         raise UserError(f"unknown parameter {unknown[0]!r} for membership attack {name!r}; allowed: "
                         f"{', '.join(sorted(fields))}")
     return cls(cls.Config(**params), device=device)

@@ -13,6 +13,9 @@ import numpy as np
 import torch
 
 from fedleak.config.schema import Scenario
+from fedleak.data import client_batch_indices, load_images, partition, split_eval
+from fedleak.errors import UserError
+from fedleak.participation import sampled_clients
 from fedleak.types import ModelSpec
 
 
@@ -20,8 +23,6 @@ class FederatedData:
     """The scenario's images split into a held-out evaluation set and one training shard per client."""
 
     def __init__(self, scenario: Scenario, base_dir: Path | None = None):
-        from fedleak.data import client_batch_indices, load_images, partition, split_eval
-
         self._batch_indices = client_batch_indices
         self.scenario = scenario
         self.images = load_images(scenario.data, base_dir=base_dir)
@@ -52,8 +53,6 @@ class FederatedData:
         """Fail early, in the launching process, when a client's shard cannot fill its batch (or, training in
         epochs, is empty). Inside the simulation the same error would only surface as a failed client reply.
         """
-        from fedleak.errors import UserError
-
         for client in range(self.scenario.clients.count):
             if self.scenario.training.update != "epochs":
                 self.batch_indices(client, 1)
@@ -63,8 +62,6 @@ class FederatedData:
     def check_candidates(self) -> None:
         """Membership draws its non-members from the held-out split: fail early, before anything is written, when
         that split is empty or smaller than ``membership.max_members``."""
-        from fedleak.errors import UserError
-
         membership = self.scenario.membership
         if membership is None:
             return
@@ -80,8 +77,6 @@ class FederatedData:
     def eval_indices_of(self, client: int, server_round: int) -> np.ndarray:
         """This client's equal slice of the held-out set; the weighted mean over the evaluating clients covers all
         of it. With ``clients.per_round`` only the round's sampled clients evaluate, the i-th of them slice i."""
-        from fedleak.participation import sampled_clients
-
         clients = self.scenario.clients
         if clients.per_round is None or clients.per_round >= clients.count:
             return np.array_split(self.eval_indices, clients.count)[client]

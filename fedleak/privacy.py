@@ -97,6 +97,7 @@ def import_opacus() -> None:
     in ``opacus.utils.module_utils``), which would print every DEBUG record of Flower and Ray."""
     root = logging.getLogger()
     before = list(root.handlers)
+    # lazy (start-up): Opacus takes seconds to import; only DP-SGD needs it
     import opacus.accountants  # noqa: F401
     import opacus.optimizers  # noqa: F401
     import opacus.validators  # noqa: F401
@@ -143,6 +144,7 @@ def dp_sgd_spent(round_mechanism: SubsampledGaussian, rounds: int, delta: float)
     if round_mechanism.noise_multiplier == 0:
         return PrivacySpent(math.inf, delta, "record")
     import_opacus()
+    # lazy (start-up): Opacus takes seconds to import; only DP-SGD needs it
     from opacus.accountants import RDPAccountant
 
     accountant = RDPAccountant()

@@ -25,7 +25,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import fedleak
+from fedleak.devices import resolve_device
 
 RUN_FILE = "run.json"
 LOCK_FILE = "requirements.lock"
@@ -109,12 +112,12 @@ def library_versions() -> dict[str, str | None]:
 
 def device_facts(requested: str) -> dict[str, Any]:
     """The device the scenario asked for, what it resolved to here, and the GPU's name when there is one."""
-    from fedleak.devices import resolve_device
+    # lazy (start-up): `fedleak --version` reads this module without loading torch
 
     resolved = resolve_device(requested)
     gpu = None
     if resolved.startswith("cuda"):
-        import torch
+        # lazy (start-up): `fedleak --version` reads this module without loading torch
 
         if torch.cuda.is_available():
             gpu = torch.cuda.get_device_name(0)

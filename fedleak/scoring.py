@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from fedleak.metrics import score_batch
 from fedleak.types import LeakageRecord, Reconstruction, ScoringContext, ThreatModel
 
 if TYPE_CHECKING:  # the metrics (scikit-image, scipy) load only when something is scored
@@ -103,8 +104,6 @@ def batch_score(recon: Reconstruction, true_images: torch.Tensor, true_labels: t
                 reference: ReferenceSet | None = None):
     """fedleak.metrics.score_batch on a reconstruction (images/labels may be None); with ``reference`` (the run's
     dataset) the score carries ``baseline_psnr`` and ``reidentified``."""
-    from fedleak.metrics import score_batch
-
     return score_batch(recon.images, recon.labels, true_images, true_labels, success_psnr=success_psnr,
                        reference=reference)
 

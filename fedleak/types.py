@@ -12,6 +12,8 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from fedleak.models import get_model
+
 UpdateKind = Literal["gradient", "local_steps", "epochs"]
 Status = Literal["ok", "failed", "skipped"]
 
@@ -43,8 +45,6 @@ class ModelSpec:
     activation: str | None = None
 
     def build(self) -> torch.nn.Module:
-        from fedleak.models import get_model
-
         return get_model(
             self.name,
             in_channels=self.in_channels,

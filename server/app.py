@@ -19,6 +19,8 @@ from flwr.serverapp.strategy import FedAvg, Strategy
 
 from fedleak import protocol
 from fedleak.config.schema import Scenario
+from fedleak.errors import UserError
+from fedleak.safe_load import load_state_dict
 from fedleak.server.fedsgd import FedSGD
 from fedleak.server.grid import StoppableGrid
 from fedleak.server.interceptor import InterceptingStrategy, ReplyTap
@@ -43,7 +45,6 @@ def initial_weights(scenario: Scenario, spec: ModelSpec, base_dir: Path | None =
         path = Path(training.checkpoint or "")
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
-        from fedleak.errors import UserError
 
         if not path.is_file():
             raise UserError(f"training.checkpoint: no such file {path}; give the path of a saved state_dict")
@@ -53,9 +54,6 @@ def initial_weights(scenario: Scenario, spec: ModelSpec, base_dir: Path | None =
 
 def load_checkpoint(model: torch.nn.Module, path: Path, field: str) -> None:
     """Load a state_dict file into ``model``; a file that does not fit it is one UserError naming ``field``."""
-    from fedleak.errors import UserError
-    from fedleak.safe_load import load_state_dict
-
     state = load_state_dict(path, field)
     try:
         model.load_state_dict(state)

@@ -16,8 +16,10 @@ from flwr.app import ArrayRecord, Message, MetricRecord
 
 from fedleak import protocol
 from fedleak.config.schema import Scenario
+from fedleak.metrics.reference import ReferenceSet
 from fedleak.report.privacy import spend_cells
 from fedleak.runtime import AttackExecutor, AttackOutcome
+from fedleak.scoring import score_reconstruction
 from fedleak.server.interceptor import ReplyTap
 from fedleak.server.ledger import RunLedger
 from fedleak.server.observations import GroundTruth, aggregate_to_observation, dp_fields, reply_to_observation
@@ -47,8 +49,6 @@ class LeakageTap(ReplyTap):
         executor: AttackExecutor[ScoringContext] | None, writer=None, progress: RunProgress | None = None,
         dataset=None, membership=None,
     ):
-        from fedleak.metrics.reference import ReferenceSet
-
         self.reference = ReferenceSet.of(dataset)
         self.scenario = scenario
         self.spec = spec
@@ -174,8 +174,6 @@ class LeakageTap(ReplyTap):
             self._score(outcome)
 
     def _score(self, outcome: AttackOutcome[ScoringContext]) -> None:
-        from fedleak.scoring import score_reconstruction
-
         context = outcome.context
         true_images, true_labels = self.ground_truth(np.asarray(context.indices, dtype=np.int64))
         recon = outcome.reconstruction

@@ -19,8 +19,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import torch
 
+from fedleak.attacks.membership import MEMBERSHIP_ATTACKS, score_candidates
 from fedleak.config.schema import MembershipConfig, Scenario
 from fedleak.data.candidates import CandidateSet, candidate_set
+from fedleak.metrics.membership import score_membership
 from fedleak.types import MembershipRecord, Observation, ScoringContext
 
 #: Look up (images, labels) of the data source at the given indices.
@@ -80,9 +82,6 @@ class MembershipWatch:
 
     def _one(self, attack: str, observation: Observation, context: ScoringContext, candidates: CandidateSet,
              images: torch.Tensor, labels: torch.Tensor) -> MembershipRecord:
-        from fedleak.attacks.membership import MEMBERSHIP_ATTACKS, score_candidates
-        from fedleak.metrics.membership import score_membership
-
         start = time.perf_counter()
         try:
             # The attack gets the observation and the candidates' records in shuffled order: nothing else.

@@ -13,6 +13,8 @@ import threading
 import time
 from typing import TextIO
 
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
 
 def eta_text(elapsed: float, done: int, total: int) -> str:
     """``"ETA 1m05s"`` from the pace so far, or ``"ETA –"`` before anything is done."""
@@ -48,8 +50,6 @@ class RunProgress:
         self._live = None
         self._task = None
         if enabled and self.stream.isatty():
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
             self._live = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"),
                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False,

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from fedleak.config.schema import AttackConfig, Scenario
+from fedleak.participation import sampled_clients
 from fedleak.server.secure_aggregation import AGGREGATE
 
 
@@ -41,8 +42,6 @@ def planned_attacks(scenario: Scenario) -> list[tuple[int, int, str]]:
     """Every ``(round, client, attack)`` the schedule runs when every sampled client replies, in submission order;
     client ``-1`` is the aggregate under secure aggregation. Updates over an attack's ``max_images`` are counted:
     they become ``skipped`` rows, known only once the update's size is (epoch updates cover the whole shard)."""
-    from fedleak.participation import sampled_clients
-
     clients = scenario.clients
     plan = []
     for server_round in range(1, scenario.training.rounds + 1):

@@ -80,6 +80,7 @@ def _image(cfg: DataConfig, path: Path | None, base_dir: Path | None) -> ImageSe
 
 @DATA_SOURCES.register("torchvision")
 def _torchvision(cfg: DataConfig, path: Path | None, base_dir: Path | None) -> ImageSet:
+    # lazy (start-up): torchvision's datasets take seconds to import; only this source needs them
     from fedleak.data.tv import load_torchvision  # torchvision imports slowly; only when asked for
 
     return load_torchvision(cfg.dataset, path or _resolve("data", base_dir), cfg.split, cfg.download, cfg.image_size)

@@ -70,6 +70,7 @@ def load_torchvision(dataset: str, root: Path, split: str | None, download: bool
     if missing and not download:
         raise UserError(_missing_message(dataset, missing, "files are missing"))
 
+    # lazy (start-up): torchvision's datasets take seconds to import; only this source needs them
     import torchvision.datasets as tvd  # slow import; only when this source is used
 
     class_name = REQUIRED[dataset][0]

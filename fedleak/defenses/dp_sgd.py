@@ -91,6 +91,7 @@ class DpSgdDefense(Defense):
 def validate_model(model: nn.Module) -> str | None:
     """Why Opacus cannot train ``model`` (e.g. BatchNorm), or None when it can."""
     import_opacus()
+    # lazy (start-up): Opacus takes seconds to import; only DP-SGD needs it
     from opacus.validators import ModuleValidator
 
     errors = ModuleValidator.validate(model, strict=False)
@@ -99,6 +100,7 @@ def validate_model(model: nn.Module) -> str | None:
 
 def _optimizer(work: nn.Module, lr: float, defense: DpSgdDefense, expected_batch_size: int,
                generator: torch.Generator):
+    # lazy (start-up): Opacus takes seconds to import; only DP-SGD needs it
     from opacus import GradSampleModule
     from opacus.optimizers import DPOptimizer
 

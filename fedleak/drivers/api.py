@@ -33,10 +33,12 @@ from fedleak.errors import UserError
 def load_scenario(source: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> Scenario:
     """A scenario from a YAML file or a mapping, fully checked, with ``--set``-style ``overrides`` applied
     (``["training.rounds=5", "attacks[0].params.iterations=50"]``); a bad value raises :class:`UserError`."""
+    # lazy (start-up): `import fedleak` stays cheap; torch, Flower, pandas load on first use
     from fedleak.drivers.cli.scenario_args import load_with_overrides
     from fedleak.drivers.scenarios import parse_scenario
 
     if isinstance(source, Mapping):
+        # lazy (start-up): `import fedleak` stays cheap; torch, Flower, pandas load on first use
         from fedleak.config.overrides import apply_overrides
 
         return parse_scenario(apply_overrides(dict(source), overrides), source="<mapping>")
@@ -44,6 +46,7 @@ def load_scenario(source: str | Path | Mapping[str, Any], overrides: Sequence[st
 
 
 def _frame(path: Path) -> Any:
+    # lazy (start-up): `import fedleak` stays cheap; torch, Flower, pandas load on first use
     import pandas as pd
 
     return pd.read_csv(path) if path.is_file() and path.stat().st_size else pd.DataFrame()
@@ -60,6 +63,7 @@ class Run:
     @property
     def scenario(self) -> dict[str, Any]:
         """The resolved scenario the run used (scenario.yaml)."""
+        # lazy (start-up): `import fedleak` stays cheap; torch, Flower, pandas load on first use
         import yaml
 
         return yaml.safe_load((self.path / "scenario.yaml").read_text(encoding="utf-8"))
@@ -67,6 +71,7 @@ class Run:
     @property
     def provenance(self) -> dict[str, Any] | None:
         """run.json: versions, commit, lock, device, command, seed, times (None for runs that predate it)."""
+        # lazy (start-up): `import fedleak` stays cheap; torch, Flower, pandas load on first use
         from fedleak.provenance import read
 
         return read(self.path)
@@ -96,11 +101,13 @@ class Run:
     @property
     def images(self) -> Any:
         """The long per-image table (images.csv; built from leakage.csv when the report was not written)."""
+        # lazy (start-up): `import fedleak` stays cheap; torch, Flower, pandas load on first use
         import pandas as pd
 
         if self.arms and not (self.path / "images.csv").is_file():
             return pd.concat([arm.images for arm in self.arms.values()], ignore_index=True)
         if not (self.path / "images.csv").is_file():
+            # lazy (start-up): `import fedleak` stays cheap; torch, Flower, pandas load on first use
             from fedleak.report.tables import read_leakage
             from fedleak.report.tidy import image_rows, run_and_arm
 
@@ -118,6 +125,7 @@ class Run:
         return self.path / "report.html"
 
     def _table(self, name: str) -> Any:
+        # lazy (start-up): `import fedleak` stays cheap; torch, Flower, pandas load on first use
         import pandas as pd
 
         if self.arms and not (self.path / name).is_file():
@@ -140,6 +148,7 @@ def simulate(scenario: Scenario | str | Path, *, out: str | Path | None = None, 
     """Run a scenario (an object or a file, with ``overrides``) on Flower's simulation engine, as
     ``fedleak simulate`` does, and return the run. ``executor``: ``local`` (in this process, the default here),
     ``ray``, or None for the scenario's own."""
+    # lazy (start-up): `import fedleak` stays cheap; torch, Flower, pandas load on first use
     from fedleak.defaults import run_dir_for
     from fedleak.drivers.simulation import simulate as run_simulation
 
@@ -175,6 +184,7 @@ def _module_spec(model: str | nn.Module, images: torch.Tensor, num_classes: int 
 
     A user's own module is registered under a name of its own, whose builder returns a copy of it: attacks rebuild
     the architecture from the spec as they do for registry models, and read the weights from the observation."""
+    # lazy (start-up): `import fedleak` stays cheap; torch, Flower, pandas load on first use
     from fedleak.models import MODELS
     from fedleak.types import ModelSpec
 
@@ -202,6 +212,7 @@ def attack(name: str, model: str | nn.Module, images: torch.Tensor, labels: torc
     current weights are the global model) on ``images`` (B×C×H×W in [0, 1]) and ``labels``, as ``fedleak attack``
     does: the same client update, the same threat-model filter, the same scorer. ``params`` are the attack's
     settings (``fedleak attacks`` lists the attacks; unknown settings raise UserError)."""
+    # lazy (start-up): `import fedleak` stays cheap; torch, Flower, pandas load on first use
     import pandas as pd
     from pydantic import TypeAdapter
 
@@ -223,6 +234,7 @@ def attack(name: str, model: str | nn.Module, images: torch.Tensor, labels: torc
         recon = get_attack(name, device=device, seed=seed, **params)(observation)
     finally:
         if not isinstance(model, str):
+            # lazy (start-up): `import fedleak` stays cheap; torch, Flower, pandas load on first use
             from fedleak.models import MODELS
 
             MODELS.remove(spec.name)  # the user's module was registered for this attack only

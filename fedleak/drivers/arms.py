@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedleak.config.schema import ArmConfig, Scenario
+from fedleak.report import RunWriter
 from fedleak.report.frontier import ARMS_DIR
 
 
@@ -45,6 +46,4 @@ def plan(scenario: Scenario, run_dir: Path) -> list[Arm]:
 
 def write_top(scenario: Scenario, run_dir: Path) -> None:
     """The scenario with its arms at the top of the run (the frontier reads the arms' order from it)."""
-    from fedleak.report import RunWriter
-
     RunWriter(Path(run_dir)).write_scenario(scenario)

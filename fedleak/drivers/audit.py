@@ -39,7 +39,11 @@ import torch
 from fedleak.attacks.conv_constraints import forward_matrix, gradient_matrix
 from fedleak.attacks.conv_network import ConvGeometry, ConvLayer, Network, parse_network
 from fedleak.attacks.conv_systems import copa_index
+from fedleak.data.imageset import dataset_info
 from fedleak.errors import UserError
+from fedleak.models import MODELS, get_model
+from fedleak.models.registry import ACTIVATIONS
+from fedleak.training import loss_of
 
 #: Relative singular-value cut-off, the analytic attacks' default ``rcond``: the audit counts the rank they see.
 RCOND = 1e-10
@@ -214,8 +218,6 @@ def _probe(model: torch.nn.Module, net: Network, seed: int) -> tuple[_Probe, str
     The input is a 4×4 uniform(0, 1) image upsampled bilinearly to the input size: natural images are dominated by
     low frequencies, and which ReLU units die depends on that (white noise kills fewer units in some networks).
     """
-    from fedleak.training import loss_of
-
     generator = torch.Generator().manual_seed(seed)
     model = model.double()
     C, H, W = net.input_shape
@@ -328,10 +330,6 @@ def build_audited_model(
     model: str, dataset: str, activation: str | None, image_size: int | None
 ) -> tuple[torch.nn.Module, tuple[int, int, int]]:
     """The registry model for the dataset's input shape, seeded like a simulation's; bad input names its option."""
-    from fedleak.data.imageset import dataset_info
-    from fedleak.models import MODELS, get_model
-    from fedleak.models.registry import ACTIVATIONS
-
     try:
         MODELS.get(model)
     except UserError as exc:

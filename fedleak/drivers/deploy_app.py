@@ -72,6 +72,7 @@ def read_overrides(run_config: dict[str, Any]) -> list[str]:
 
 def read_run_config(run_config: dict[str, Any]) -> tuple[Scenario, Path, Path | None, str | None]:
     """Scenario, its folder (relative data paths), run directory (``None``: the default) and executor kind."""
+    # lazy (start-up): the ServerApp and each ClientApp process load only their own side
     from fedleak.drivers.cli.scenario_args import load_with_overrides
 
     path = resolve_scenario_path(str(run_config.get(SCENARIO_KEY, "")))
@@ -89,6 +90,7 @@ server_app = ServerApp()
 @server_app.main()
 def server_main(grid: Grid, context: Context) -> None:
     """Set up what simulate sets up around the ServerApp, run the rounds, drain the attacks, write the report."""
+    # lazy (start-up): the ServerApp and each ClientApp process load only their own side
     from fedleak.drivers.simulation import ServerSide
     from fedleak.quiet import configure_logging
 
@@ -137,6 +139,7 @@ _client_apps: dict[int, ClientApp] = {}
 
 def _scenario_client_app(context: Context) -> ClientApp:
     """The simulation's ClientApp for the run's scenario (a SuperNode may reuse its ClientApp process)."""
+    # lazy (start-up): the ServerApp and each ClientApp process load only their own side
     from fedleak.clients.app import build_client_app
 
     if context.run_id not in _client_apps:

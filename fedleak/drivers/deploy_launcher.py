@@ -29,9 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import fedleak
 from fedleak.errors import UserError
 from fedleak.loopback import foreign_holder, ray_loopback_env
+from fedleak.provenance import with_command
 from fedleak.quiet import quiet_env
+from fedleak.report import RunWriter
 from fedleak.signals import interrupt_on_sigterm
 
 #: Set in the environment of every process the launcher starts (inherited by Flower's own children).
@@ -61,8 +64,6 @@ class DeployResult:
 
 def app_dir() -> Path:
     """The source checkout that holds the Flower app's pyproject.toml (``flwr run`` builds the FAB from it)."""
-    import fedleak
-
     root = Path(fedleak.__file__).resolve().parents[1]
     pyproject = root / "pyproject.toml"
     if not pyproject.is_file() or "[tool.flwr.app]" not in pyproject.read_text():
@@ -354,9 +355,6 @@ def wait_for_run(run: subprocess.Popen, processes: Processes, alive: list[str], 
 
 def _record_command(run_dir: Path) -> None:
     """The ServerApp wrote run.json in its own process; the command line the user typed is this one's."""
-    from fedleak.provenance import with_command
-    from fedleak.report import RunWriter
-
     record = with_command(run_dir)
     if record is not None:
         RunWriter(run_dir).write_run_record(record)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fedleak.attacks import ATTACKS, check_params
+from fedleak.attacks.membership import MEMBERSHIP_ATTACKS, per_example_gradients_problem
 from fedleak.config.loader import read_scenario, validate_scenario
 from fedleak.config.schema import Scenario
 from fedleak.defenses import Defense
@@ -90,7 +91,6 @@ def _check_membership(scenario: Scenario, source: str) -> None:
     membership = scenario.membership
     if membership is None:
         return
-    from fedleak.attacks.membership import MEMBERSHIP_ATTACKS, per_example_gradients_problem
 
     for i, name in enumerate(membership.attacks):
         if name not in MEMBERSHIP_ATTACKS:

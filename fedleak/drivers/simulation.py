@@ -20,11 +20,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from fedleak.clients.app import build_client_app
 from fedleak.config.schema import Scenario
 from fedleak.defaults import run_dir_for
+from fedleak.devices import resolve_device
+from fedleak.federated_data import FederatedData
 from fedleak.loopback import ray_init_loopback_args, ray_loopback_env
+from fedleak.participation import sampled_clients
 from fedleak.provenance import collect
 from fedleak.quiet import configure_logging
+from fedleak.report import RunWriter, build_report
+from fedleak.runtime import make_executor
+from fedleak.runtime.cluster import check_resource, cluster_address, connect
+from fedleak.server.app import build_server_app, initial_weights
+from fedleak.server.leakage import LeakageTap
+from fedleak.server.membership import MembershipWatch
+from fedleak.server.progress import RunProgress
+from fedleak.server.schedule import planned_attacks
 from fedleak.signals import is_interrupt, quiet_flower
 
 
@@ -49,6 +61,7 @@ def launch_flower(
     already connected to a cluster (``executor.address``), whose nodes declare their own.
     """
     configure_logging(verbose)
+    # lazy (start-up): Flower's simulation engine imports Ray; the deployment ServerApp loads this module without it
     from flwr.simulation import run_simulation
     from flwr.supercore.logger import FLOWER_LOGGER, update_console_handler
 
@@ -145,13 +158,10 @@ def run_on_flower(
     """Join or start Ray, build the server side with ``prepare`` (after Ray is up: its executor may be a Ray pool),
     run the federation on Flower's simulation engine, and return what it produced. :func:`simulate` is the usual
     caller; benchmarks call it with a server side prepared without attacks, interception or output."""
-    from fedleak.runtime.cluster import cluster_address
-
     # A Ray instance of our own keeps its node address on 127.0.0.1 (Ray otherwise listens on every interface);
     # read when ray is first imported, so it takes effect from the command line. See fedleak/loopback.py.
     os.environ.update(ray_loopback_env(cluster_address(scenario.executor.address)))
     configure_logging(verbose)
-    from fedleak.clients.app import build_client_app
 
     resources = _join_cluster(scenario, attacks_on_ray)
     try:
@@ -176,8 +186,6 @@ def run_on_flower(
 def _join_cluster(scenario: Scenario, attacks_on_ray: bool) -> dict[str, float] | None:
     """Connect to ``executor.address`` (or RAY_ADDRESS) when set and check it offers the attackers' resource;
     on a local run, the custom resource the local Ray instance must offer instead."""
-    from fedleak.runtime.cluster import check_resource, cluster_address, connect
-
     ex = scenario.executor
     address = cluster_address(ex.address)
     if address is None:
@@ -191,6 +199,7 @@ def _join_cluster(scenario: Scenario, attacks_on_ray: bool) -> dict[str, float] 
 def _leave_cluster() -> None:
     """Disconnect from Ray if still connected (Flower normally has): ``ray.shutdown()`` in a driver that joined a
     cluster only disconnects it, and a Ray instance Flower started is already gone."""
+    # lazy (start-up): Ray takes seconds to import; only Ray runs need it
     import ray
 
     if ray.is_initialized():
@@ -234,12 +243,6 @@ class ServerSide:
         kind: str = "simulate",
     ) -> ServerSide:
         """Load the data, seed the global model, open the run directory and start the attack executor."""
-        from fedleak.federated_data import FederatedData
-        from fedleak.runtime import make_executor
-        from fedleak.server.app import initial_weights
-        from fedleak.server.leakage import LeakageTap
-        from fedleak.server.progress import RunProgress
-
         start = time.perf_counter()
         data = FederatedData(scenario, base_dir=base_dir)
         data.check_batches()
@@ -248,8 +251,6 @@ class ServerSide:
         weights = initial_weights(scenario, spec, base_dir)
         writer = record = None
         if write:
-            from fedleak.report import RunWriter
-
             run_dir = run_dir_for(run_dir, scenario.output.dir, scenario.name)
             writer = RunWriter(run_dir)
             record = collect(kind, seed=scenario.seed, device=scenario.device, scenario=scenario.name)
@@ -264,15 +265,11 @@ class ServerSide:
                                  gpus_per_attack=ex.gpus_per_attack)
         # With clients.per_round, only that many clients train and evaluate in a round.
         training_clients = min(scenario.clients.per_round or scenario.clients.count, scenario.clients.count)
-        from fedleak.server.schedule import planned_attacks
 
         scheduled = len(planned_attacks(scenario)) if attacks and intercept else None
         display = RunProgress(scenario.training.rounds, training_clients, enabled=progress, scheduled=scheduled)
         membership = None
         if attacks and intercept and scenario.membership is not None:
-            from fedleak.devices import resolve_device
-            from fedleak.server.membership import MembershipWatch
-
             membership = MembershipWatch(scenario, data.get, data.eval_indices, writer,
                                          device=resolve_device(scenario.device))
         tap = (LeakageTap(scenario, spec, data.get, pool, writer=writer, progress=display, dataset=data.images,
@@ -302,8 +299,6 @@ class ServerSide:
 
     def server_app(self) -> Any:
         """The scenario's ServerApp, intercepted by this side's tap; it drains the attacks before returning."""
-        from fedleak.server.app import build_server_app
-
         checkpoints = None
         if self.scenario.output.checkpoints and self.run_dir is not None:
             checkpoints = self.run_dir / "checkpoints"
@@ -328,16 +323,12 @@ class ServerSide:
             result.problems = [f"{len(self.round_times) - 1} of {rounds} rounds completed"]
         self.record_end("interrupted" if self.stop.is_set() else "complete" if result.ok else "incomplete")
         if report and self.run_dir is not None:
-            from fedleak.report import build_report
-
             build_report(self.run_dir)
         return result
 
 
 def check_run(scenario: Scenario, ledger: Any) -> list[str]:
     """Flower can exit cleanly after rounds in which clients failed: check every round and reply ourselves."""
-    from fedleak.participation import sampled_clients
-
     problems = [f"client error: {reason}" for reason in ledger.reply_errors]
     clients = scenario.clients
     for server_round in range(1, scenario.training.rounds + 1):

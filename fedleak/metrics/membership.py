@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import binomtest, norm
 from sklearn.metrics import roc_auc_score, roc_curve
 
 #: The false-positive rates at which the TPR is reported.
@@ -71,8 +71,6 @@ def clopper_pearson(successes: int, trials: int, confidence: float = CONFIDENCE)
 
 def hanley_mcneil(auc: float, members: int, non_members: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """A normal interval on the AUC with Hanley & McNeil's (1982) standard error, clipped to [0, 1]."""
-    from scipy.stats import norm
-
     q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
     variance = (auc * (1 - auc) + (members - 1) * (q1 - auc**2) + (non_members - 1) * (q2 - auc**2)) / (
         members * non_members)

@@ -65,6 +65,8 @@ class ReferenceSet:
         """The fixed re-identification gallery of this data source (:class:`~fedleak.metrics.gallery.Gallery`)."""
         cached = self.__dict__.get("_gallery")
         if cached is None:
+            # lazy (cycle, not start-up): the gallery is built from a ReferenceSet; the two modules still need
+            # untangling (tests/test_layers.py::test_no_import_cycle names this cycle)
             from fedleak.metrics.gallery import Gallery
 
             cached = Gallery.of(self, self.source)

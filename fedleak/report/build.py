@@ -11,8 +11,10 @@ from typing import Any
 
 import yaml
 
+from fedleak.config.schema import Scenario
 from fedleak.errors import UserError
 from fedleak.fence import check_tree
+from fedleak.metrics import SSIM_SETTINGS, ssim
 from fedleak.metrics.reference import CANDIDATES
 from fedleak.report.figures import batch_size_plot, client_attack_plot, training_plot
 from fedleak.report.html import GridImage, ReportContent, esc, fmt, render
@@ -163,10 +165,6 @@ def metric_notes(success_psnr: float, rows: list[Row] | None = None) -> list[str
 
 def ssim_setting() -> str:
     """The SSIM setting, quoted from fedleak.metrics (one fixed setting for every score)."""
-    try:
-        from fedleak.metrics import SSIM_SETTINGS, ssim
-    except ImportError:
-        return "structural similarity (fedleak.metrics is not importable here, so its setting cannot be quoted)."
     settings = ", ".join(f"{key}={value}" for key, value in SSIM_SETTINGS.items())
     summary = (ssim.__doc__ or "").strip().split("\n\n")[0]
     summary = " ".join(summary.split()).replace(":data:`SSIM_SETTINGS`", settings)
@@ -242,8 +240,6 @@ def _partition(partition: dict[str, Any]) -> str:
 
 def _client_rows(raw: dict[str, Any], leakage: list[Row]) -> list[dict[str, Any]]:
     """Per client: batch size, local steps, lr (scenario with overrides, else what the results say)."""
-    from fedleak.config.schema import Scenario
-
     try:
         scenario = Scenario.model_validate(raw)
     except Exception:  # noqa: BLE001 — an old or partial scenario.yaml still gets a report

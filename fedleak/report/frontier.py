@@ -157,7 +157,7 @@ def _defense(scenario: dict[str, Any], leakage: list[Row]) -> str:
     defense = (scenario.get("training") or {}).get("defense")
     if isinstance(defense, dict):
         try:
-            # Imported here: the defenses bring torch, which a report that names no defense does not need.
+            # lazy (start-up): the defenses bring torch, which a report that names no defense does not need
             from fedleak.defenses.base import defense_from
 
             return defense_from(defense).label()

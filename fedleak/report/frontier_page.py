@@ -12,6 +12,7 @@ from matplotlib.ticker import MaxNLocator
 
 from fedleak.defaults import DEFAULT_SUCCESS_PSNR
 from fedleak.fence import check_tree
+from fedleak.report.build import build_report
 from fedleak.report.figures import new_figure, save_figure
 from fedleak.report.frontier import (
     ARMS_DIR,
@@ -222,8 +223,6 @@ def build_frontier(run_dir: Path, rebuild_arms: bool = False) -> Path:
     check_tree(run_dir)  # the arms' folders included: nothing below may lead out of the run folder
     names = arm_names(run_dir)
     if rebuild_arms:
-        from fedleak.report.build import build_report
-
         for name in names:
             build_report(run_dir / ARMS_DIR / name)
     arms = [read_arm(run_dir / ARMS_DIR / name) for name in names]

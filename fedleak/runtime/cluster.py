@@ -45,6 +45,7 @@ def _check_reachable(address: str) -> None:
 
 def connect(address: str) -> None:
     """Join the Ray cluster at ``address``; an unreachable one is one UserError naming it and Ray's error."""
+    # lazy (start-up): Ray takes seconds to import; only Ray runs need it
     import ray
 
     _check_reachable(address)
@@ -59,6 +60,7 @@ def connect(address: str) -> None:
 
 def check_resource(resource: str, address: str) -> None:
     """The joined cluster must offer ``resource``, or attacker actors would wait forever: say which nodes exist."""
+    # lazy (start-up): Ray takes seconds to import; only Ray runs need it
     import ray
 
     if ray.cluster_resources().get(resource, 0) >= 1:

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from fedleak.attacks import get_attack
 from fedleak.config.schema import AttackConfig
 from fedleak.types import Observation, Reconstruction
 
@@ -113,8 +114,6 @@ def job_seed(base_seed: int, attack: str, observation: Observation) -> int:
 def run_one(observation: Observation, attack: AttackConfig, device: str, seed: int) -> Reconstruction:
     """Build the attack from its scenario entry and call it (``Attack.__call__`` times it and records crashes); a
     setup error (bad parameters) becomes a failed Reconstruction too."""
-    from fedleak.attacks import get_attack
-
     try:
         instance = get_attack(attack.name, device=device, seed=seed, **attack.params)
     except Exception as exc:  # noqa: BLE001 — a bad attack setup is recorded, the run goes on

@@ -18,6 +18,7 @@ def make_executor(
         return LocalExecutor(device=device, seed=seed, timeout_s=timeout_s, max_in_flight=max_in_flight)
     if kind == "ray":
         # Imported here so that a local run never imports Ray.
+        # lazy (start-up): Ray takes seconds to import; only Ray runs need it
         from fedleak.runtime.ray_pool import RayPoolExecutor
 
         return RayPoolExecutor(

@@ -40,7 +40,6 @@ class AttackWorker:
     def __init__(self, threads: int):
         # Clients train on the same cores; one thread per attacker keeps the machine from oversubscribing.
         torch.set_num_threads(threads)
-        import fedleak.attacks  # noqa: F401 — register every attack once per worker
 
     def run(
         self, observation: Observation, weights: dict[str, torch.Tensor], attack: AttackConfig, device: str, seed: int

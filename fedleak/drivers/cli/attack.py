@@ -93,6 +93,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.attacks import ATTACKS, get_attack
     from fedleak.models import MODELS
 
@@ -106,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     # Claimed (and so checked writable) before the attack runs: one attack's results per folder.
     claim_run_dir(args.out, "--out", args.force, "attack")
 
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.provenance import collect
     from fedleak.report import RunWriter
 
@@ -114,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     RunWriter(args.out).write_run_record(record)
     recon = _run_with_spinner(attack, observation, f"{args.attack} on {len(images)} image(s) of {args.dataset}")
 
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.metrics.reference import ReferenceSet
     from fedleak.report.single import write_single_attack
 
@@ -192,6 +195,7 @@ def _indices(args: argparse.Namespace) -> list[int]:
 
 def victim_batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, str, int, Any]:
     """The victim's images and labels through the same loader scenarios use, its origin, label space and image set."""
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from pydantic import ValidationError
 
     from fedleak.config.schema import DataConfig
@@ -226,6 +230,7 @@ def victim_batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, 
 
 def victim_observation(args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor, num_classes: int):
     """Seeded (or checkpointed) model, the client's update from the one client update, and the attacker's view."""
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.clients.update import LocalTraining
     from fedleak.clients.victim import victim_observation as server_view
     from fedleak.types import ModelSpec, ThreatModel
@@ -240,6 +245,7 @@ def victim_observation(args: argparse.Namespace, images: torch.Tensor, labels: t
     except (ValueError, TypeError) as exc:
         raise UserError(f"--model {args.model}: cannot build it for {tuple(images.shape[1:])} images: {exc}") from None
     if args.checkpoint is not None:
+        # lazy (start-up): loads only when this command runs, not for every command's parser
         from fedleak.server.app import load_checkpoint
 
         if not args.checkpoint.is_file():
@@ -255,6 +261,7 @@ def victim_observation(args: argparse.Namespace, images: torch.Tensor, labels: t
 
 def parse_defense(text: str | None):
     """``KIND[,KEY=VALUE…]`` as a scenario's defense model; a bad one is a UserError naming the option."""
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from pydantic import TypeAdapter, ValidationError
 
     from fedleak.defenses import AnyDefense, NoDefense
@@ -282,6 +289,7 @@ def _defense_label(text: str | None) -> str:
 
 
 def _run_with_spinner(attack, observation, what: str):
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 

@@ -35,6 +35,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.drivers.audit import MAX_DENSE, RELU_PROBES, audit, render
 
     max_dense = MAX_DENSE if args.max_dense is None else args.max_dense

@@ -34,6 +34,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.defaults import run_dir_for
     from fedleak.drivers.deploy_launcher import DeployError, deploy
     from fedleak.errors import UserError
@@ -47,6 +48,7 @@ def run(args) -> int:
     if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout {args.timeout:g}: give a positive number of seconds")
     run_dir = run_dir_for(args.out, scenario.output.dir, scenario.name)
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.drivers.cli.simulate import claim_run_dir
 
     claim_run_dir(run_dir, "--out" if args.out else "output.dir", args.force, "deploy")
@@ -54,6 +56,7 @@ def run(args) -> int:
     def say(line: str) -> None:
         print(f"fedleak deploy: {line}", file=sys.stderr)
 
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.drivers.cli.run_files_progress import RunFilesProgress
     from fedleak.server.schedule import planned_attacks
 
@@ -83,6 +86,7 @@ def run(args) -> int:
 
 def check_data(scenario, base_dir: Path) -> None:
     """Find bad data settings here (one line, exit 2) rather than inside the ServerApp's process."""
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.federated_data import FederatedData
 
     data = FederatedData(scenario, base_dir=base_dir)

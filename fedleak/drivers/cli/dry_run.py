@@ -15,6 +15,7 @@ def _counts(names: list[str]) -> str:
 
 def describe(scenario: Scenario, run_dir: Path, executor: str | None) -> list[str]:
     """The lines ``--dry-run`` prints for ``scenario`` (one federation, or every arm of it)."""
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.server.schedule import planned_attacks
 
     t, clients = scenario.training, scenario.clients
@@ -40,6 +41,7 @@ def describe(scenario: Scenario, run_dir: Path, executor: str | None) -> list[st
         lines.append("  epoch updates cover a client's whole shard: those over an attack's max_images become "
                      "'skipped' rows")
     if scenario.arms:
+        # lazy (start-up): loads only when this command runs, not for every command's parser
         from fedleak.drivers.arms import plan as plan_arms
 
         arms = plan_arms(scenario, run_dir)

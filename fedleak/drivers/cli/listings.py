@@ -51,6 +51,7 @@ def _wrap(label: str, text: str) -> list[str]:
 
 def attack_lines() -> list[str]:
     """One block per registered attack: its name, paper and assumptions."""
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.attacks import ATTACKS
 
     lines = []
@@ -64,6 +65,7 @@ def attack_lines() -> list[str]:
 
 def defense_lines() -> list[str]:
     """One block per registered defense: its kind, what it does (its paper named there) and its settings."""
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.defenses import DEFENSES
 
     lines = []

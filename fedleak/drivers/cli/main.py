@@ -13,6 +13,7 @@ DESCRIPTION = ("Measure how much training data leaks from federated-learning upd
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # lazy (start-up): each command's modules load only when it runs
     from fedleak.drivers.cli import attack, audit, deploy, listings, models, report, reproduce, simulate, validate
 
     parser = argparse.ArgumentParser(prog="fedleak", description=DESCRIPTION)
@@ -30,6 +31,7 @@ class VersionAction(argparse.Action):
         super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
 
     def __call__(self, parser, namespace, values, option_string=None):
+        # lazy (start-up): each command's modules load only when it runs
         from fedleak.provenance import describe_version
 
         print(describe_version())
@@ -37,6 +39,7 @@ class VersionAction(argparse.Action):
 
 
 def main(argv: list[str] | None = None) -> int:
+    # lazy (start-up): each command's modules load only when it runs
     from fedleak.provenance import set_command
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -49,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fedleak {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
+        # lazy (start-up): each command's modules load only when it runs
         from fedleak.signals import signal_name
 
         detail = f" {exc}" if str(exc) else ""

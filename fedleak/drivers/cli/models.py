@@ -10,6 +10,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.models import model_summary  # torch/torchvision only when this command runs
 
     print(f"models for {args.channels}×{args.size}×{args.size} inputs, {args.classes} classes:")

@@ -12,6 +12,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.report import build_report
     from fedleak.report.frontier import is_arms_run
     from fedleak.report.frontier_page import build_frontier

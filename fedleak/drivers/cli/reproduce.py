@@ -26,6 +26,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.drivers.reproduce import ENTRIES, reproduce
 
     if args.list:

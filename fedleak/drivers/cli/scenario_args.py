@@ -19,6 +19,7 @@ def add_set_option(parser: argparse.ArgumentParser) -> None:
 def load_with_overrides(path: str | Path, assignments: Sequence[str] = ()) -> Scenario:
     """The scenario file, checked, with ``assignments`` applied to its resolved form and the result checked again
     (so the run directory's scenario.yaml is exactly what ran)."""
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.config.overrides import apply_overrides, describe
     from fedleak.drivers.scenarios import load_scenario, parse_scenario
 

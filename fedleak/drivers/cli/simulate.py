@@ -43,14 +43,17 @@ def add_force(p) -> None:
 
 def run(args) -> int:
     # Quiet Flower/Ray before anything imports flwr: its log level is read once, at import.
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.quiet import configure_logging
 
     configure_logging(args.verbose)
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.defaults import run_dir_for
 
     scenario = load_with_overrides(args.scenario, args.overrides)
     run_dir = run_dir_for(args.out, scenario.output.dir, scenario.name)
     if args.dry_run:
+        # lazy (start-up): loads only when this command runs, not for every command's parser
         from fedleak.drivers.cli.dry_run import describe
 
         print("\n".join(describe(scenario, run_dir, args.executor)))
@@ -72,6 +75,7 @@ def run(args) -> int:
 @contextmanager
 def unclaimed_on_error(run_dir: Path) -> Iterator[None]:
     """A run stopped by a bad value before it wrote anything leaves no folder behind (nor a claim in it)."""
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.run_claim import release_if_unused
 
     try:
@@ -84,6 +88,7 @@ def unclaimed_on_error(run_dir: Path) -> Iterator[None]:
 def _after_interrupt(run_dir: Path) -> str:
     """Stop what the run started (Ray's processes), say what was kept. Further Ctrl-C is ignored meanwhile, so the
     clean-up itself is never cut short."""
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.signals import signal_name, stop_descendants
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -98,6 +103,7 @@ def _after_interrupt(run_dir: Path) -> str:
 def claim_run_dir(run_dir: Path, option: str, force: bool, command: str) -> None:
     """Claim the run folder before anything is written (fedleak.run_claim): one run per folder; ``--force`` moves
     an earlier run aside instead of mixing the two."""
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.run_claim import claim
 
     aside = claim(run_dir, option=option, force=force, command=command)
@@ -107,6 +113,7 @@ def claim_run_dir(run_dir: Path, option: str, force: bool, command: str) -> None
 
 def _run_arms(scenario, run_dir: Path, args) -> int:
     """One run per arm, in order; the frontier is written even when an arm failed or Ctrl-C stopped the run."""
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.drivers.arms import plan, write_top
     from fedleak.provenance import collect, recorded
     from fedleak.report import RunWriter
@@ -114,6 +121,7 @@ def _run_arms(scenario, run_dir: Path, args) -> int:
 
     arms = plan(scenario, run_dir)
     if scenario.membership is not None:
+        # lazy (start-up): loads only when this command runs, not for every command's parser
         from fedleak.federated_data import FederatedData
 
         # Every arm shares the data: a held-out split too small for the non-members fails here, before any write.
@@ -141,6 +149,7 @@ def _run_arms(scenario, run_dir: Path, args) -> int:
 
 
 def _run_one(scenario, run_dir: Path, args) -> int:
+    # lazy (start-up): loads only when this command runs, not for every command's parser
     from fedleak.drivers.simulation import simulate
 
     try:
@@ -182,6 +191,7 @@ def _salvage(run_dir: Path) -> None:
     if not (run_dir / "leakage.csv").exists() and not (run_dir / "rounds.csv").exists():
         return
     try:
+        # lazy (start-up): loads only when this command runs, not for every command's parser
         from fedleak.report import build_report
 
         build_report(run_dir)

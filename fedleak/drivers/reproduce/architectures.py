@@ -31,8 +31,14 @@ from pathlib import Path
 
 import torch
 
+from fedleak.clients.update import LocalTraining, evaluate_model, train_update
+from fedleak.config.schema import DataConfig
+from fedleak.data import load_images
+from fedleak.defenses import NoDefense
+from fedleak.drivers.audit import audit
 from fedleak.drivers.reproduce.attack_runs import attack_batch, mean
 from fedleak.drivers.reproduce.base import Entry, Measured, PaperFigure, register_entry
+from fedleak.models import list_models
 from fedleak.report.figures import new_figure, save_figure
 from fedleak.types import ModelSpec
 
@@ -57,8 +63,6 @@ WHERE = "R-GAP arXiv 2010.07733 / R-CONV arXiv 2406.04227, qualitative"
 
 
 def model_names() -> list[str]:
-    from fedleak.models import list_models
-
     return list_models()
 
 
@@ -73,8 +77,6 @@ def spec_of(name: str) -> ModelSpec:
 
 def analytic_attack(name: str) -> tuple[str | None, str]:
     """(attack, why) — the analytic attack for this model, or None with the audit's verdict."""
-    from fedleak.drivers.audit import audit
-
     if name in LINEAR_FIRST:
         return "linear", "first layer Linear on the image"
     verdict = audit(name, "mnist").verdict
@@ -85,9 +87,6 @@ def analytic_attack(name: str) -> tuple[str | None, str]:
 
 def training_data():
     """(training images, labels, held-out images, labels) from the bundled MNIST training split."""
-    from fedleak.config.schema import DataConfig
-    from fedleak.data import load_images
-
     train = load_images(DataConfig(dataset="mnist", split="train"))
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0)).tolist()
     images, labels = train.get(order)
@@ -96,9 +95,6 @@ def training_data():
 
 def train(name: str, steps: int, lr: float, data) -> tuple[dict[str, torch.Tensor], float]:
     """Weights after ``steps`` SGD steps of the client update (seed 0 initialisation), and held-out accuracy."""
-    from fedleak.clients.update import LocalTraining, evaluate_model, train_update
-    from fedleak.defenses import NoDefense
-
     images, labels, test_images, test_labels = data
     torch.manual_seed(0)
     model = spec_of(name).build()
@@ -126,9 +122,6 @@ def train_best(name: str, steps: int, data) -> tuple[dict[str, torch.Tensor], fl
 def psnr_over_images(attack: str, name: str, count: int, weights, iterations: int) -> tuple[float, int]:
     """(mean PSNR, failed runs) of ``attack`` on the first ``count`` bundled MNIST test images (B = 1, seed =
     image index). An exact reconstruction scores infinity."""
-    from fedleak.config.schema import DataConfig
-    from fedleak.data import load_images
-
     test = load_images(DataConfig(dataset="mnist", split="test"))
     params = {"iterations": iterations} if attack == "idlg" else {}
     runs = [attack_batch(attack, spec_of(name), *test.get([i]), i, weights=weights, **params) for i in range(count)]

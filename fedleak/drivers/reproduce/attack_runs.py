@@ -14,6 +14,10 @@ from typing import Any
 
 import torch
 
+from fedleak.attacks import get_attack
+from fedleak.metrics import score_batch
+from fedleak.observe import observe
+from fedleak.training import batch_gradient
 from fedleak.types import ModelSpec, Reconstruction, ThreatModel
 
 
@@ -40,8 +44,6 @@ class AttackRun:
 def victim_gradient(spec: ModelSpec, weights: dict[str, torch.Tensor] | None, images: torch.Tensor,
                     labels: torch.Tensor, seed: int) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
     """The model (seeded initialisation, or ``weights``) and the gradient the client sends for this batch."""
-    from fedleak.training import batch_gradient
-
     torch.manual_seed(seed)
     model = spec.build()
     if weights is not None:
@@ -53,10 +55,6 @@ def attack_batch(attack: str, spec: ModelSpec, images: torch.Tensor, labels: tor
                  weights: dict[str, torch.Tensor] | None = None, labels_known: bool = False,
                  **params: Any) -> AttackRun:
     """Run ``attack`` (registry name, ``params`` its config) on the gradient of one batch and score it."""
-    from fedleak.attacks import get_attack
-    from fedleak.metrics import score_batch
-    from fedleak.observe import observe
-
     model, update = victim_gradient(spec, weights, images, labels, seed)
     threat = ThreatModel(labels_known=labels_known)
     observation = observe(spec, model.state_dict(), update, "gradient", threat, {"batch_size": len(labels)},

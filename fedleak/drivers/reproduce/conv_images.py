@@ -17,6 +17,11 @@ from pathlib import Path
 import torch
 
 from fedleak.config.schema import DataConfig
+from fedleak.data import load_images
+from fedleak.metrics.image import psnr
+from fedleak.observe import observe
+from fedleak.training import batch_gradient
+from fedleak.types import ModelSpec, ThreatModel
 
 FIXTURES = {"mnist": "mnist_test.npz", "cifar10": "cifar10_test_first1000.npz"}
 TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
@@ -36,8 +41,6 @@ class ImageBatch:
 
 def load_test_images(dataset: str, count: int, offset: int = 0) -> ImageBatch:
     """``count`` test images from index ``offset``: the fixture file when present, else the bundled ones (capped)."""
-    from fedleak.data import load_images
-
     root = os.environ.get("FEDLEAK_FIXTURES")
     path = Path(root) / FIXTURES[dataset] if root else None
     if path is not None and path.is_file():
@@ -55,10 +58,6 @@ def load_test_images(dataset: str, count: int, offset: int = 0) -> ImageBatch:
 
 def observe_one(model: str, image: torch.Tensor, label: torch.Tensor, activation: str | None, seed: int):
     """The observation of one client step at B = 1 on a network freshly initialised with ``seed``."""
-    from fedleak.observe import observe
-    from fedleak.training import batch_gradient
-    from fedleak.types import ModelSpec, ThreatModel
-
     torch.manual_seed(seed)
     spec = ModelSpec(model, image.shape[1], image.shape[-1], 10, activation)
     network = spec.build()
@@ -68,8 +67,6 @@ def observe_one(model: str, image: torch.Tensor, label: torch.Tensor, activation
 
 def psnr_db(reconstruction: torch.Tensor | None, truth: torch.Tensor) -> float:
     """PSNR (peak 1) of one reconstruction; NaN when the attack returned no image, inf when exact."""
-    from fedleak.metrics.image import psnr
-
     if reconstruction is None or reconstruction.shape != truth.shape:
         return float("nan")  # no image, or not one comparable with the truth: a failure in the table
     return float(psnr(reconstruction, truth).mean())

@@ -22,8 +22,10 @@ from pathlib import Path
 
 import torch
 
+from fedleak.attacks import get_attack
 from fedleak.drivers.reproduce.base import Entry, Measured, PaperFigure, register_entry, write_rows
 from fedleak.drivers.reproduce.conv_images import TITLES, load_test_images, observe_one, psnr_db, summarise
+from fedleak.report.figures import new_figure, save_figure
 
 MODELS = ("hybrid-cnn-a", "hybrid-cnn-b")
 ATTACKS = {"hybrid": "hybrid", "rgap": "R-GAP", "idlg": "iDLG"}
@@ -51,8 +53,6 @@ def paper_figures() -> tuple[PaperFigure, ...]:
 
 def attack_image(model: str, image: torch.Tensor, label: torch.Tensor, seed: int) -> dict[str, dict]:
     """Per attack: PSNR, the reconstruction, and R-GAP's rank facts (deficiency per layer, COPA)."""
-    from fedleak.attacks import get_attack
-
     observation = observe_one(model, image, label, None, seed)
     out = {}
     for attack in ATTACKS:
@@ -119,8 +119,6 @@ def measure(quick: bool, out_dir: Path) -> dict[str, Measured]:
 
 def plot_grid(originals: torch.Tensor, shown: dict[str, list[torch.Tensor | None]], title: str, path: Path) -> None:
     """Rows: the original, then each attack's reconstruction with its PSNR; one column per image."""
-    from fedleak.report.figures import new_figure, save_figure
-
     columns = len(originals)
     fig = new_figure((1.3 * columns, 1.45 * (1 + len(ATTACKS))))
     axes = fig.subplots(1 + len(ATTACKS), columns, squeeze=False)

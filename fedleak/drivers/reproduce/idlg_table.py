@@ -29,13 +29,20 @@ gradient loss is under 1e-6, which changes nothing once a run has converged.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from fedleak.attacks import get_attack
 from fedleak.config.schema import DataConfig
+from fedleak.data import load_images
 from fedleak.drivers.reproduce.base import Entry, Measured, PaperFigure, register_entry, write_rows, write_table
+from fedleak.metrics import score_batch
+from fedleak.observe import observe
+from fedleak.training import batch_gradient
+from fedleak.types import ModelSpec, ThreatModel
 
 DATASETS = {"mnist": "MNIST", "cifar100": "CIFAR-100", "lfw": "LFW"}
 #: Row title → (registered attack, its settings). The first two are the published methods.
@@ -101,8 +108,6 @@ def _fixture(name: str) -> Path | None:
 
 def load_sample(dataset: str, count: int) -> Sample:
     """The first ``count`` offline images of ``dataset`` (see the module docstring for the sources)."""
-    from fedleak.data import load_images
-
     departures = "first N images, not random ones"
     if dataset == "mnist" and (path := _fixture("mnist_test.npz")):
         image_set, source = load_images(DataConfig(dataset="mnist", source="npz", path=str(path))), "MNIST test"
@@ -129,12 +134,6 @@ def load_sample(dataset: str, count: int) -> Sample:
 def attack_image(title: str, image: torch.Tensor, label: torch.Tensor, num_classes: int, seed: int,
                  iterations: int) -> dict:
     """One run on one image's gradient: its row (label right, MSE of the clamped reconstruction, status)."""
-    from fedleak.attacks import get_attack
-    from fedleak.metrics import score_batch
-    from fedleak.observe import observe
-    from fedleak.training import batch_gradient
-    from fedleak.types import ModelSpec, ThreatModel
-
     spec = ModelSpec("lenet", image.shape[1], image.shape[-1], num_classes)
     torch.manual_seed(seed)
     model = spec.build()
@@ -198,8 +197,6 @@ def reproduce_sized(count: int, out_dir: Path) -> str:
     """A reduced full-budget run (``count`` images per dataset, 300 iterations) where the full one costs too much
     CPU: ``python -c "from pathlib import Path; from fedleak.drivers.reproduce.idlg_table import reproduce_sized;
     print(reproduce_sized(5, Path('runs/idlg-table-5')))"``. The setting column states the image count."""
-    import time
-
     start = time.perf_counter()
     measured = measure_sized(count, FULL[1], out_dir)
     return write_table(ENTRY, measured, out_dir, time.perf_counter() - start)

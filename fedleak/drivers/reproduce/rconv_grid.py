@@ -25,6 +25,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
+
+from fedleak.attacks import get_attack
 from fedleak.drivers.reproduce.base import Entry, Measured, PaperFigure, register_entry, write_rows
 from fedleak.drivers.reproduce.conv_images import (
     TITLES,
@@ -34,6 +37,7 @@ from fedleak.drivers.reproduce.conv_images import (
     success_share,
     summarise,
 )
+from fedleak.report.figures import new_figure, save_figure
 
 ARCHITECTURES = ("rconv-lenet", "rconv-lenet-o", "rconv-lenet-4relu", "rconv-lenet-allrelu", "o-cnn6")
 ACTIVATIONS = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "tanh": "Tanh", "sigmoid": "Sigmoid"}
@@ -70,8 +74,6 @@ def paper_figures() -> tuple[PaperFigure, ...]:
 
 def attack_both_modes(arch: str, activation: str, image, label, seed: int) -> dict[str, tuple[float, float]]:
     """Per mode: (PSNR, largest |FC bias gradient|) of ``rconv`` on one image's update."""
-    from fedleak.attacks import get_attack
-
     observation = observe_one(arch, image, label, activation, seed)
     out = {}
     for mode, params in MODES.items():
@@ -131,10 +133,6 @@ def measure(quick: bool, out_dir: Path) -> dict[str, Measured]:
 
 def plot_grid(rows: list[dict], path: Path) -> None:
     """Share of images ≥ 20 dB per architecture × activation: one panel per dataset and mode."""
-    import numpy as np
-
-    from fedleak.report.figures import new_figure, save_figure
-
     datasets = sorted({r["dataset"] for r in rows}, key=[d for d, _ in DATASETS].index)
     fig = new_figure((4.6 * len(MODES), 3.4 * len(datasets)))
     axes = fig.subplots(len(datasets), len(MODES), squeeze=False)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from fedleak.config.schema import DataConfig
+from fedleak.data import load_images
 from fedleak.drivers.reproduce.attack_runs import AttackRun, attack_batch, mean
 from fedleak.drivers.reproduce.base import Entry, Measured, PaperFigure, register_entry
 from fedleak.report.figures import new_figure, save_figure
@@ -51,9 +53,6 @@ def paper_figures() -> tuple[PaperFigure, ...]:
 
 def runs_for(dataset: str, attack: str, batch: int, runs: int, iterations: int) -> list[AttackRun]:
     """``runs`` attacks on batches of ``batch`` consecutive bundled test images."""
-    from fedleak.config.schema import DataConfig
-    from fedleak.data import load_images
-
     images_set = load_images(DataConfig(dataset=dataset, split="test"))
     spec = ModelSpec("lenet", images_set.channels, images_set.image_size, images_set.num_classes)
     results = []

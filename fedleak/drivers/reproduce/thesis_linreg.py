@@ -40,7 +40,10 @@ from pathlib import Path
 
 import torch
 
-from fedleak.drivers.reproduce.attack_runs import AttackRun, attack_batch, mean
+from fedleak.config.schema import DataConfig
+from fedleak.data import load_images
+from fedleak.data.files import load_single_image
+from fedleak.drivers.reproduce.attack_runs import AttackRun, attack_batch, mean, victim_gradient
 from fedleak.drivers.reproduce.base import Entry, Measured, PaperFigure, register_entry
 from fedleak.report.figures import new_figure, save_figure
 from fedleak.types import ModelSpec
@@ -72,10 +75,6 @@ def paper_figures() -> tuple[PaperFigure, ...]:
 
 def single_images() -> list[tuple[str, torch.Tensor, torch.Tensor, str]]:
     """(row name, image, label, where it came from) for the CIFAR-100 image and the custom face."""
-    from fedleak.config.schema import DataConfig
-    from fedleak.data import load_images
-    from fedleak.data.files import load_single_image
-
     cifar = load_images(DataConfig(dataset="cifar100", split="test"))
     image, label = cifar.get([0])
     rows = [("CIFAR-100", image, label, "bundled CIFAR-100 test image 0")]
@@ -98,8 +97,6 @@ def weight_gradient_rank(spec: ModelSpec, images: torch.Tensor, labels: torch.Te
     """Numerical rank of the observed weight gradient ``(1/B) Σ_i alpha_i x_i`` (outputs × pixels): at most
     min(B, outputs), so 1 for one output whatever the batch. The gradient is float32, so singular values under
     ``RANK_RTOL`` × the largest are rounding noise (measured ≈ 1e-8; the smallest real one ≈ 1e-2 at B = 8)."""
-    from fedleak.drivers.reproduce.attack_runs import victim_gradient
-
     _, update = victim_gradient(spec, None, images, labels, seed)
     return int(torch.linalg.matrix_rank(update["fc.weight"].double(), rtol=RANK_RTOL))
 
@@ -126,9 +123,6 @@ def measure_single(runs: int, iterations: int, figure_rows: list) -> dict[str, M
 
 def batch_runs(batch: int, outputs: int, runs: int, iterations: int) -> tuple[list[AttackRun], int]:
     """DLG on ``runs`` batches of consecutive CIFAR-100 test images; also the weight gradient's rank (run 0)."""
-    from fedleak.config.schema import DataConfig
-    from fedleak.data import load_images
-
     cifar = load_images(DataConfig(dataset="cifar100", split="test"))
     results, rank = [], 0
     for run in range(runs):
