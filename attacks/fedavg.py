@@ -62,6 +62,7 @@ from fedleak.attacks.labels import counts_to_labels, label_counts, last_linear_g
 from fedleak.attacks.matching import MatchConfig, UpdateFn, check_choice, match_gradients, reference_scale
 from fedleak.attacks.matching_problem import random_init
 from fedleak.attacks.priors import ImagePrior, image_prior
+from fedleak.protocol import EPOCH_SIMULATION
 from fedleak.training import functional_gradient
 from fedleak.types import Observation, Reconstruction
 
@@ -89,12 +90,12 @@ class EpochPlan:
             raise ValueError(f"the fedavg attack needs an epoch update (training.update: epochs), got "
                              f"{observation.kind!r}; use idlg or dlg for gradient and local_steps updates")
         meta = observation.metadata
-        missing = [k for k in ("lr", "local_epochs", "batch_size") if meta.get(k) is None]
+        missing = meta.missing(EPOCH_SIMULATION)
         if missing:
             raise ValueError(f"the fedavg attack simulates the client's epochs and needs {', '.join(missing)} "
                              "(threat_model.local_hparams_known / batch_size_known); without them only the "
                              "pseudo-gradient can be matched (idlg with local_steps_mode=pseudo_gradient)")
-        return cls(int(meta["num_examples"]), int(meta["local_epochs"]), int(meta["batch_size"]), float(meta["lr"]))
+        return cls(int(meta.num_examples), int(meta.local_epochs), int(meta.batch_size), float(meta.lr))
 
 
 def epoch_copies_update_fn(model: nn.Module, weights: dict[str, torch.Tensor], plan: EpochPlan) -> UpdateFn:
@@ -287,7 +288,7 @@ class FedAvgLeakage(Attack):
                   "label_orders_tried": len(orders), "label_order_distances": distances, "label_order_chosen": best,
                   "label_order_evaluations": probe_evaluations,
                   "epochs": plan.epochs, "batch_size": plan.batch_size, "num_examples": plan.n,
-                  "simulated_steps": plan.steps, "observed_steps": observation.metadata.get("local_steps"),
+                  "simulated_steps": plan.steps, "observed_steps": observation.metadata.local_steps,
                   "tv_weight": tv.tv_weight, "image_prior": tv.describe()}
         if result.status == "failed" or result.images is None:
             return Reconstruction(None, labels=labels, status="failed", reason=result.reason, diagnostics=notes)

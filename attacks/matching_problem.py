@@ -72,7 +72,7 @@ def matching_problem(
     if observation.kind == "epochs":
         return _epochs_problem(observation, model, target, local_steps_mode, device, notes)
     if observation.kind == "local_steps":
-        lr, steps = observation.metadata.get("lr"), observation.metadata.get("local_steps")
+        lr, steps = observation.metadata.lr, observation.metadata.local_steps
         granted = lr is not None and steps is not None
         if local_steps_mode == "simulate" and not granted:
             raise ValueError("local_steps_mode 'simulate' needs the client's lr and local_steps (threat-model grant)")
@@ -93,8 +93,8 @@ def _epochs_problem(observation: Observation, model: nn.Module, target: dict[str
     epochs of minibatch SGD in one fixed order (the plain simulation; the client's shuffles are unknown);
     otherwise the observed pseudo-gradient is matched as one gradient of all n images."""
     meta = observation.metadata
-    n = int(meta["num_examples"])
-    lr, epochs, batch_size = meta.get("lr"), meta.get("local_epochs"), meta.get("batch_size")
+    n = int(meta.num_examples)
+    lr, epochs, batch_size = meta.lr, meta.local_epochs, meta.batch_size
     granted = None not in (lr, epochs, batch_size)
     if mode_setting == "simulate" and not granted:
         raise ValueError("local_steps_mode 'simulate' needs the client's lr, local_epochs and batch_size (grants)")

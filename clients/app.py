@@ -11,6 +11,7 @@ the audit record. The defense mod then transforms the update when the client's d
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from fedleak.config.schema import Scenario
 from fedleak.defenses import defense_modules, import_defense_modules, noise_generator
 from fedleak.federated_data import FederatedData, federated_data
 from fedleak.participation import rounds_taken_part
+from fedleak.protocol import PublicMetadata
 
 
 def client_id(context: Context) -> int:
@@ -33,24 +35,23 @@ def client_id(context: Context) -> int:
 
 
 def _public_metadata(scenario: Scenario, client: int, server_round: int, plan: LocalTraining,
-                     batches: list[np.ndarray], shard_size: int) -> dict:
+                     batches: list[np.ndarray], shard_size: int) -> PublicMetadata:
     """What a real server sees of how the client trained, plus the privacy its defense has spent so far."""
     defense = scenario.client_defense(client)
     # A batch the defense drew itself (DP-SGD's Poisson batch) has a private size: the client reports the nominal
     # batch size instead.
     nominal = plan.kind == "epochs" or defense.draws_batches()
     batch_size = plan.batch_size if nominal else len(batches[0])
-    public = {
-        "client": client, "round": server_round, "update_kind": plan.kind, "batch_size": batch_size,
-        "local_steps": total_steps(plan, batches), "local_epochs": plan.local_epochs if plan.kind == "epochs" else 0,
-        "lr": plan.lr, "num_examples": shard_size if plan.kind == "epochs" else batch_size,
-        "defense": defense.label(),
-    }
+    public = PublicMetadata(
+        client=client, round=server_round, update_kind=plan.kind, batch_size=batch_size,
+        local_steps=total_steps(plan, batches), local_epochs=plan.local_epochs if plan.kind == "epochs" else 0,
+        lr=plan.lr, num_examples=shard_size if plan.kind == "epochs" else batch_size, defense=defense.label(),
+    )
     clients = scenario.clients
     rounds = len(rounds_taken_part(clients.count, clients.per_round, scenario.seed, client, server_round))
     spent = defense.spent(plan, shard_size, rounds)
     if spent is not None:
-        public.update(dp_epsilon=spent.epsilon, dp_delta=spent.delta, dp_unit=spent.unit)
+        public = replace(public, dp_epsilon=spent.epsilon, dp_delta=spent.delta, dp_unit=spent.unit)
     return public
 
 
@@ -69,8 +70,8 @@ def _train_reply(msg: Message, scenario: Scenario, data: FederatedData, client: 
     trained_on = [int(i) for batch in batches for i in batch]
     content = RecordDict({
         protocol.UPDATE: ArrayRecord(torch_state_dict=update),
-        protocol.METRICS: MetricRecord({protocol.NUM_EXAMPLES: public["num_examples"], protocol.TRAIN_LOSS: loss}),
-        protocol.PUBLIC: ConfigRecord(public),
+        protocol.METRICS: MetricRecord({protocol.NUM_EXAMPLES: public.num_examples, protocol.TRAIN_LOSS: loss}),
+        protocol.PUBLIC: public.to_config_record(),
         protocol.AUDIT: ConfigRecord({protocol.INDICES: trained_on}),
     })
     return Message(content=content, reply_to=msg)

@@ -15,6 +15,7 @@ from torch import nn
 from fedleak.clients.update import LocalTraining, client_update, round_batches, total_steps
 from fedleak.defenses import Defense, NoDefense, noise_generator
 from fedleak.observe import observe
+from fedleak.protocol import PublicMetadata
 from fedleak.types import ModelSpec, Observation, ThreatModel
 
 
@@ -42,10 +43,10 @@ def victim_observation(
         positions = [np.arange(n)]
     batches = [(images[p], labels[p]) for p in positions]
     update, _ = client_update(model, batches, plan, defense, noise_generator(seed, 0, 1), n)
-    metadata = {"round": 1, "client": 0, "batch_size": plan.batch_size, "local_steps": total_steps(plan, positions),
-                "lr": plan.lr}
-    if plan.kind == "epochs":
-        metadata.update(local_epochs=plan.local_epochs, num_examples=n)
+    epochs = plan.kind == "epochs"
+    metadata = PublicMetadata(round=1, client=0, batch_size=plan.batch_size, local_steps=total_steps(plan, positions),
+                              lr=plan.lr, local_epochs=plan.local_epochs if epochs else None,
+                              num_examples=n if epochs else None)
     observation = observe(spec, model.state_dict(), update, plan.kind, threat or ThreatModel(), metadata=metadata,
                           labels=labels)
     return observation, positions

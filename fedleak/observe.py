@@ -6,15 +6,13 @@ attacker's view is assembled in exactly one place.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
+from fedleak.protocol import PublicMetadata
 from fedleak.types import ModelSpec, Observation, ThreatModel, UpdateKind
-
-#: Metadata a client may publish, and the grant that makes each visible to the attacker.
-_GRANTED_BY = {"lr": "local_hparams_known", "local_steps": "local_hparams_known", "local_epochs": "local_hparams_known",
-               "batch_size": "batch_size_known"}
 
 
 def observe(
@@ -23,15 +21,12 @@ def observe(
     update: dict[str, torch.Tensor],
     kind: UpdateKind,
     threat: ThreatModel,
-    metadata: dict[str, Any] | None = None,
+    metadata: PublicMetadata | Mapping[str, Any] | None = None,
     labels: torch.Tensor | None = None,
 ) -> Observation:
-    """Keep only what the threat model grants: ungranted metadata and labels are dropped here."""
-    visible = {}
-    for key, value in (metadata or {}).items():
-        grant = _GRANTED_BY.get(key)
-        if grant is None or getattr(threat, grant):
-            visible[key] = value
+    """Keep only what the threat model grants: ungranted metadata (each field of :class:`PublicMetadata` names its
+    grant) and labels are dropped here."""
+    visible = PublicMetadata.of(metadata).visible_to(threat)
     return Observation(
         model=model,
         global_weights={k: v.detach().cpu().clone() for k, v in global_weights.items()},

@@ -13,6 +13,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from fedleak.models import get_model
+from fedleak.protocol import PublicMetadata
 
 UpdateKind = Literal["gradient", "local_steps", "epochs"]
 Status = Literal["ok", "failed", "skipped"]
@@ -72,8 +73,12 @@ class Observation:
     update: dict[str, torch.Tensor]
     kind: UpdateKind
     threat: ThreatModel
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: PublicMetadata = field(default_factory=PublicMetadata)
     labels: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        # A plain mapping (tests, benchmarks) is read like a reply's record: an unknown key is an error.
+        object.__setattr__(self, "metadata", PublicMetadata.of(self.metadata))
 
     def build_model(self) -> torch.nn.Module:
         """The global model the client received, in eval-free train mode as the client used it."""
@@ -92,7 +97,7 @@ class Observation:
         if self.kind == "gradient":
             return dict(self.update)
         scale = 1.0
-        lr, steps = self.metadata.get("lr"), self.metadata.get("local_steps")
+        lr, steps = self.metadata.lr, self.metadata.local_steps
         if lr is not None and steps is not None:
             scale = 1.0 / (float(lr) * int(steps))
         # A FedAvg reply carries the whole state dict; buffers (BatchNorm statistics) are not trained by SGD.
@@ -101,7 +106,7 @@ class Observation:
 
     @property
     def batch_size(self) -> int | None:
-        return self.metadata.get("batch_size")
+        return self.metadata.batch_size
 
 
 @dataclass

@@ -22,7 +22,7 @@ from fedleak.runtime import AttackExecutor, AttackOutcome
 from fedleak.scoring import score_reconstruction
 from fedleak.server.interceptor import ReplyTap
 from fedleak.server.ledger import RunLedger
-from fedleak.server.observations import GroundTruth, aggregate_to_observation, dp_fields, reply_to_observation
+from fedleak.server.observations import GroundTruth, aggregate_to_observation, public_of, reply_to_observation
 from fedleak.server.progress import RunProgress
 from fedleak.server.schedule import sampled_updates, scheduled
 from fedleak.types import ModelSpec, Observation, Reconstruction, ScoringContext
@@ -74,16 +74,16 @@ class LeakageTap(ReplyTap):
                 self.ledger.reply_errors.append(f"round {server_round}: {reply.error.reason}")
             else:
                 answered.append(reply)
-                public = reply.content[protocol.PUBLIC]
-                clients.add(int(public["client"]))
-                self._spent.setdefault(server_round, {})[int(public["client"])] = dp_fields(public)
+                public = public_of(reply)
+                clients.add(public.client)
+                self._spent.setdefault(server_round, {})[public.client] = public.dp_spend()
         if self.scenario.training.secure_aggregation and answered:
             args = (answered, weights, self.spec, self.scenario, self.ground_truth)
             observation, context = aggregate_to_observation(*args)
             self._submit(observation, context)
             self._membership(observation, context)
         else:
-            clients_answered = sorted(int(r.content[protocol.PUBLIC]["client"]) for r in answered)
+            clients_answered = sorted(public_of(r).client for r in answered)
             chosen = sampled_updates(self.scenario, server_round, clients_answered)
             for reply in answered:
                 observation, context = reply_to_observation(reply, weights, self.spec, self.scenario,

@@ -16,6 +16,7 @@ from flwr.app import Message
 from fedleak import protocol
 from fedleak.config.schema import Scenario
 from fedleak.observe import observe
+from fedleak.protocol import PublicMetadata
 from fedleak.server.secure_aggregation import (
     AGGREGATE,
     aggregate_indices,
@@ -41,23 +42,23 @@ def reply_to_observation(
 ) -> tuple[Observation, ScoringContext]:
     """Split one train reply into the attacker's view and the scorer's context."""
     content = reply.content
-    public = content[protocol.PUBLIC]
+    public = public_of(reply)
     # The audit lists every image trained on, in order (an epoch update repeats each once per epoch): the images
     # to reconstruct are the distinct ones, in order of first use.
     indices = distinct_in_order(content[protocol.AUDIT][protocol.INDICES])
     context = ScoringContext(
-        round=int(public["round"]), client=int(public["client"]), indices=tuple(int(i) for i in indices),
-        batch_size=int(public["batch_size"]), local_steps=int(public["local_steps"]), lr=float(public["lr"]),
-        update_kind=str(public["update_kind"]), defense=str(public.get("defense", "none")),
-        local_epochs=(int(public["local_epochs"]) or None) if "local_epochs" in public else None, **dp_fields(public),
+        round=public.round, client=public.client, indices=tuple(int(i) for i in indices),
+        batch_size=public.batch_size, local_steps=public.local_steps, lr=public.lr,
+        update_kind=public.update_kind, defense=public.defense or "none", local_epochs=public.local_epochs or None,
+        dp_epsilon=public.dp_epsilon, dp_delta=public.dp_delta, dp_unit=public.dp_unit or "",
     )
-    metadata = {
-        "round": context.round, "client": context.client, "batch_size": context.batch_size,
-        "local_steps": context.local_steps, "lr": context.lr,
-    }
     # Epoch updates: E and n (num-examples, which every FedAvg server sees) let an attack simulate the epochs.
-    if context.update_kind == "epochs":
-        metadata.update(local_epochs=int(public["local_epochs"]), num_examples=int(public["num_examples"]))
+    epochs = context.update_kind == "epochs"
+    metadata = PublicMetadata(
+        round=public.round, client=public.client, batch_size=public.batch_size, local_steps=public.local_steps,
+        lr=public.lr, local_epochs=public.local_epochs if epochs else None,
+        num_examples=public.num_examples if epochs else None,
+    )
     # Labels reach the attacker only under an explicit grant (a label side channel), looked up like ground truth.
     labels = ground_truth(indices)[1] if scenario.threat_model.labels_known else None
     observation = observe(
@@ -67,13 +68,9 @@ def reply_to_observation(
     return observation, context
 
 
-def dp_fields(public) -> dict:
-    """ε, δ and unit ("record": DP-SGD, "update": local DP) from a reply's public metadata; empty when not sent."""
-    def number(key: str) -> float | None:
-        return float(public[key]) if key in public else None
-
-    return {"dp_epsilon": number("dp_epsilon"), "dp_delta": number("dp_delta"),
-            "dp_unit": str(public["dp_unit"]) if "dp_unit" in public else ""}
+def public_of(reply: Message) -> PublicMetadata:
+    """A train reply's public record."""
+    return PublicMetadata.from_config_record(reply.content[protocol.PUBLIC])
 
 
 def aggregate_to_observation(
@@ -81,14 +78,15 @@ def aggregate_to_observation(
     ground_truth: GroundTruth,
 ) -> tuple[Observation, ScoringContext]:
     """The attacker's single view of a round under secure aggregation, and the scorer's context (every batch)."""
-    meta = aggregate_metadata(replies)
+    meta = aggregate_metadata([public_of(r) for r in replies])
     indices = aggregate_indices(replies)
     context = ScoringContext(
-        round=meta["round"], client=AGGREGATE, indices=tuple(int(i) for i in indices), batch_size=meta["batch_size"],
-        local_steps=meta["local_steps"] or 0, lr=meta["lr"] or float("nan"), update_kind=meta["update_kind"],
-        defense=defense_name(meta["defenses"]),
+        round=meta.round, client=AGGREGATE, indices=tuple(int(i) for i in indices), batch_size=meta.batch_size,
+        local_steps=meta.local_steps or 0, lr=meta.lr or float("nan"), update_kind=meta.update_kind,
+        defense=defense_name(sorted({public_of(r).defense or "none" for r in replies})),
     )
-    metadata = {k: meta[k] for k in ("round", "client", "batch_size", "local_steps", "lr") if meta[k] is not None}
+    metadata = PublicMetadata(round=meta.round, client=meta.client, batch_size=meta.batch_size,
+                              local_steps=meta.local_steps, lr=meta.lr)
     labels = ground_truth(indices)[1] if scenario.threat_model.labels_known else None
     observation = observe(
         spec, sent, weighted_mean(replies), context.update_kind,  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ import torch
 from flwr.app import Message
 
 from fedleak import protocol
+from fedleak.protocol import PublicMetadata
 
 #: The ``client`` of rows that attack the aggregate rather than one client.
 AGGREGATE = -1
@@ -34,22 +35,15 @@ def weighted_mean(replies: list[Message]) -> dict[str, torch.Tensor]:
     return mean
 
 
-def aggregate_metadata(replies: list[Message]) -> dict:
+def aggregate_metadata(public: list[PublicMetadata]) -> PublicMetadata:
     """Public metadata of the aggregate: round, update kind, the summed batch size, and lr / local steps only where
     every client used the same (the aggregate of different local schedules matches no single simulation)."""
-    public = [r.content[protocol.PUBLIC] for r in replies]
-    first = public[0]
-    meta = {
-        "round": int(first["round"]),
-        "client": AGGREGATE,
-        "update_kind": str(first["update_kind"]),
-        "batch_size": sum(int(p["batch_size"]) for p in public),
-        "defenses": sorted({str(p.get("defense", "none")) for p in public}),
-    }
-    for key, cast in (("lr", float), ("local_steps", int)):
-        values = {cast(p[key]) for p in public}
-        meta[key] = values.pop() if len(values) == 1 else None
-    return meta
+    lrs, steps = {p.lr for p in public}, {p.local_steps for p in public}
+    return PublicMetadata(
+        round=public[0].round, client=AGGREGATE, update_kind=public[0].update_kind,
+        batch_size=sum(p.batch_size for p in public),
+        lr=lrs.pop() if len(lrs) == 1 else None, local_steps=steps.pop() if len(steps) == 1 else None,
+    )
 
 
 def aggregate_indices(replies: list[Message]) -> np.ndarray:

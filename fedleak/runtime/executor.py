@@ -107,7 +107,7 @@ class AttackExecutor(ABC, Generic[C]):
 def job_seed(base_seed: int, attack: str, observation: Observation) -> int:
     """A stable seed per (scenario seed, attack, round, client): reruns give the same reconstructions."""
     meta = observation.metadata
-    key = f"{base_seed}/{attack}/{meta.get('round')}/{meta.get('client')}".encode()
+    key = f"{base_seed}/{attack}/{meta.round}/{meta.client}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "little")
 
 

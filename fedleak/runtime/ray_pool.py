@@ -163,7 +163,7 @@ class RayPoolExecutor(AttackExecutor[C]):
 
     def _shared_weights(self, observation: Observation) -> Any:
         # Every client of a round received the same global model, so one object-store copy per round suffices.
-        key = observation.metadata.get("round")
+        key = observation.metadata.round
         if key is None or key != self._weights_round:
             self._weights_ref = ray.put(observation.global_weights)
             self._weights_round = key

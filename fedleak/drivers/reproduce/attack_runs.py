@@ -17,6 +17,7 @@ import torch
 from fedleak.attacks import get_attack
 from fedleak.metrics import score_batch
 from fedleak.observe import observe
+from fedleak.protocol import PublicMetadata
 from fedleak.training import batch_gradient
 from fedleak.types import ModelSpec, Reconstruction, ThreatModel
 
@@ -57,7 +58,7 @@ def attack_batch(attack: str, spec: ModelSpec, images: torch.Tensor, labels: tor
     """Run ``attack`` (registry name, ``params`` its config) on the gradient of one batch and score it."""
     model, update = victim_gradient(spec, weights, images, labels, seed)
     threat = ThreatModel(labels_known=labels_known)
-    observation = observe(spec, model.state_dict(), update, "gradient", threat, {"batch_size": len(labels)},
+    observation = observe(spec, model.state_dict(), update, "gradient", threat, PublicMetadata(batch_size=len(labels)),
                           labels=labels)
     start = time.perf_counter()
     result = get_attack(attack, seed=seed, **params)(observation)

@@ -20,6 +20,7 @@ from fedleak.config.schema import DataConfig
 from fedleak.data import load_images
 from fedleak.metrics.image import psnr
 from fedleak.observe import observe
+from fedleak.protocol import PublicMetadata
 from fedleak.training import batch_gradient
 from fedleak.types import ModelSpec, ThreatModel
 
@@ -62,7 +63,7 @@ def observe_one(model: str, image: torch.Tensor, label: torch.Tensor, activation
     spec = ModelSpec(model, image.shape[1], image.shape[-1], 10, activation)
     network = spec.build()
     update = batch_gradient(network, image, label)
-    return observe(spec, network.state_dict(), update, "gradient", ThreatModel(), {"batch_size": 1})
+    return observe(spec, network.state_dict(), update, "gradient", ThreatModel(), PublicMetadata(batch_size=1))
 
 
 def psnr_db(reconstruction: torch.Tensor | None, truth: torch.Tensor) -> float:

@@ -41,6 +41,7 @@ from fedleak.data import load_images
 from fedleak.drivers.reproduce.base import Entry, Measured, PaperFigure, register_entry, write_rows, write_table
 from fedleak.metrics import score_batch
 from fedleak.observe import observe
+from fedleak.protocol import PublicMetadata
 from fedleak.training import batch_gradient
 from fedleak.types import ModelSpec, ThreatModel
 
@@ -138,7 +139,7 @@ def attack_image(title: str, image: torch.Tensor, label: torch.Tensor, num_class
     torch.manual_seed(seed)
     model = spec.build()
     update = batch_gradient(model, image, label)
-    observation = observe(spec, model.state_dict(), update, "gradient", ThreatModel(), {"batch_size": 1})
+    observation = observe(spec, model.state_dict(), update, "gradient", ThreatModel(), PublicMetadata(batch_size=1))
     result = get_attack(RUNS[title][0], seed=seed, **settings_of(title, iterations))(observation)
     mse = None
     label_ok = result.labels is not None and result.labels.reshape(-1).tolist() == label.tolist()
