@@ -21,6 +21,7 @@ from fedleak.attacks.activations import derivative_from_output, inverse
 from fedleak.attacks.conv_constraints import input_gradient
 from fedleak.attacks.conv_network import ConvLayer, Network, parse_network
 from fedleak.attacks.conv_solvers import LayerReport, relative_residual, solve_layer
+from fedleak.attacks.cpu_kernels import torch_threads
 from fedleak.attacks.fc_inversion import fc_input_gradient, invert_fc
 from fedleak.attacks.relu_pattern import repair_relu_pattern
 from fedleak.types import Observation
@@ -64,14 +65,8 @@ def blas_threads(limit: int | None):
     if limit is None:
         yield
         return
-    blas = threadpool_limits(limits=limit, user_api="blas")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(limit)
-    try:
-        with blas:
-            yield
-    finally:
-        torch.set_num_threads(previous)
+    with threadpool_limits(limits=limit, user_api="blas"), torch_threads(limit):
+        yield
 
 
 def invert_network(

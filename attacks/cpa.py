@@ -56,6 +56,7 @@ from typing import Literal
 import torch
 
 from fedleak.attacks.base import Attack, register_attack
+from fedleak.attacks.cpu_kernels import torch_threads
 from fedleak.types import Observation, Reconstruction
 
 
@@ -169,13 +170,8 @@ class CocktailPartyAttack(Attack):
                 raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
-        previous = torch.get_num_threads()
-        if self.config.cpu_threads and self.device.type == "cpu":
-            torch.set_num_threads(self.config.cpu_threads)
-        try:
+        with torch_threads(self.config.cpu_threads, self.device):
             return self._unmix(observation)
-        finally:
-            torch.set_num_threads(previous)
 
     def _unmix(self, observation: Observation) -> Reconstruction:
         spec = observation.model
@@ -216,8 +212,8 @@ class CocktailPartyAttack(Attack):
         """How many images the update mixes, and where that number came from."""
         if self.config.batch_size is not None:
             return self.config.batch_size, "config"
-        if observation.kind == "epochs" and observation.metadata.get("num_examples"):
-            return int(observation.metadata["num_examples"]), "num_examples"
+        if observation.kind == "epochs" and observation.metadata.num_examples:
+            return int(observation.metadata.num_examples), "num_examples"
         if observation.batch_size:
             return int(observation.batch_size), "metadata"
         return None, "estimated"

@@ -59,3 +59,16 @@ def conv_kernels(kernels: str) -> Iterator[None]:
         yield
     finally:
         torch.backends.mkldnn.enabled = previous
+
+
+@contextlib.contextmanager
+def torch_threads(limit: int | None, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run with ``limit`` torch intra-op threads on a CPU device (None or 0: leave the setting alone), and restore
+    the process's setting afterwards, also after an error: attack actors share the cores with training clients."""
+    previous = torch.get_num_threads()
+    if limit and torch.device(device).type == "cpu":
+        torch.set_num_threads(limit)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -70,7 +70,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from fedleak.attacks.cpu_kernels import conv_kernels, pick_kernels
+from fedleak.attacks.cpu_kernels import conv_kernels, pick_kernels, torch_threads
 from fedleak.attacks.match_config import (  # noqa: F401 (re-exported: the attacks import them from here)
     DISTANCES,
     InitFn,
@@ -210,10 +210,7 @@ def match_gradients(
     update_fn = gradient_update_fn(model, list(target)) if isinstance(model, nn.Module) else model
     if labels is None and num_classes is None:
         raise ValueError("learning soft labels needs num_classes")
-    previous_threads = torch.get_num_threads()
-    if config.cpu_threads and device.type == "cpu":
-        torch.set_num_threads(config.cpu_threads)
-    try:
+    with torch_threads(config.cpu_threads, device):
         if device.type != "cpu":
             return _match(update_fn, target, init, labels, config, num_classes, extra_penalty, generator, device)
         # The probe is built only when timing is asked for: it draws a start, and a fixed choice times nothing.
@@ -223,8 +220,6 @@ def match_gradients(
             result = _match(update_fn, target, init, labels, config, num_classes, extra_penalty, generator, device)
         result.conv_kernels, result.conv_kernels_setting = kernels, config.conv_kernels
         return result
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _probe(

@@ -72,6 +72,7 @@ from scipy.optimize import linprog
 
 from fedleak.attacks.base import Attack, register_attack
 from fedleak.attacks.cpa import estimate_sources
+from fedleak.attacks.cpu_kernels import torch_threads
 from fedleak.types import Observation, Reconstruction
 
 
@@ -353,13 +354,8 @@ class SpearAttack(Attack):
                 raise ValueError(f"zero_tolerance must be in (0, 1), got {self.zero_tolerance}")
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
-        previous = torch.get_num_threads()
-        if self.config.cpu_threads and self.device.type == "cpu":
-            torch.set_num_threads(self.config.cpu_threads)
-        try:
+        with torch_threads(self.config.cpu_threads, self.device):
             return self._invert(observation)
-        finally:
-            torch.set_num_threads(previous)
 
     def _invert(self, observation: Observation) -> Reconstruction:
         spec = observation.model

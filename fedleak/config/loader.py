@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from fedleak.config.errors import one_line
 from fedleak.config.schema import PARTITION_SETTINGS, Scenario
 from fedleak.errors import UserError
 from fedleak.safe_yaml import YamlRefused, read_yaml
@@ -43,27 +44,8 @@ def validate_scenario(raw: Any, source: str = "<scenario>") -> Scenario:
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(f"{source}: {_describe(exc)}") from None
+        raise UserError(f"{source}: {one_line(exc, skip=_UNION_TAGS)}") from None
     return scenario
-
-
-def _describe(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    # Drop the union-branch tags pydantic inserts (e.g. 'dirichlet') so the path reads like the YAML.
-    parts = [p for p in error["loc"] if not (isinstance(p, str) and p in _UNION_TAGS)]
-    field = ""
-    for part in parts:
-        field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return f"{field}: unknown key; remove it or check its spelling"
-    if kind == "missing":
-        return f"{field}: required field is missing"
-    message = error["msg"].removeprefix("Value error, ")
-    got = error.get("input")
-    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-    # Scenario-wide checks (arms against training and clients) name their field in the message itself.
-    return f"{field}: {message}{shown}" if field else f"{message}{shown}"
 
 
 #: The branch names pydantic puts into an error's path: the kinds of the tagged unions and the plain types (a

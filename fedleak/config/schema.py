@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fedleak.config.errors import one_line
 from fedleak.defaults import DEFAULT_SUCCESS_PSNR
 from fedleak.defenses import AnyDefense, NoDefense
 from fedleak.fence import folder_name_problem
@@ -324,12 +325,8 @@ class ArmConfig(Strict):
             TrainingConfig.model_validate(training)
         except ValidationError as exc:
             # Field-level problems only: checks across fields need the scenario's training (Scenario does them).
-            for error in exc.errors():
-                if error["loc"]:
-                    where = ".".join(str(p) for p in error["loc"])
-                    got = error.get("input")
-                    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
-                    raise ValueError(f"{where}: {error['msg'].removeprefix('Value error, ')}{shown}") from None
+            if any(error["loc"] for error in exc.errors()):
+                raise ValueError(one_line(exc)) from None
         return training
 
 
@@ -385,8 +382,7 @@ class Scenario(Strict):
             try:
                 self.arm_training(arm)
             except ValidationError as exc:
-                message = exc.errors()[0]["msg"].removeprefix("Value error, ")
-                raise ValueError(f"arms[{i}].training: {message}") from None
+                raise ValueError(f"arms[{i}].training: {one_line(exc)}") from None
         return self
 
     def arm_training(self, arm: ArmConfig) -> TrainingConfig:

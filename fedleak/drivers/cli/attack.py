@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         context={
             "attack": args.attack, "params": params, "model": args.model, "activation": args.activation,
             "dataset": args.dataset, "source": origin, "indices": _indices(args), "update": args.update,
-            "local_steps": observation.metadata.get("local_steps", args.steps if args.update == "local_steps" else 1),
+            "local_steps": observation.metadata.local_steps or (args.steps if args.update == "local_steps" else 1),
             "local_epochs": args.epochs if args.update == "epochs" else None, "lr": args.lr,
             "checkpoint": str(args.checkpoint) if args.checkpoint else None,
             "defense": _defense_label(args.defense),
@@ -198,6 +198,7 @@ def victim_batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, 
     # lazy (start-up): loads only when this command runs, not for every command's parser
     from pydantic import ValidationError
 
+    from fedleak.config.errors import one_line
     from fedleak.config.schema import DataConfig
     from fedleak.data import load_images
 
@@ -216,9 +217,7 @@ def victim_batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, 
     try:
         config = DataConfig.model_validate(raw)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"]) or "data"
-        raise UserError(f"{where}: {error['msg'].removeprefix('Value error, ')}") from None
+        raise UserError(one_line(exc, default_field="data")) from None
     image_set = load_images(config)
     indices = _indices(args)
     bad = [i for i in indices if not 0 <= i < len(image_set)]
@@ -264,6 +263,7 @@ def parse_defense(text: str | None):
     # lazy (start-up): loads only when this command runs, not for every command's parser
     from pydantic import TypeAdapter, ValidationError
 
+    from fedleak.config.errors import one_line
     from fedleak.defenses import AnyDefense, NoDefense
 
     if not text:
@@ -279,9 +279,7 @@ def parse_defense(text: str | None):
         # Values arrive as strings; pydantic's lax mode turns "0.5" into a float where the field wants one.
         return TypeAdapter(AnyDefense).validate_python({"kind": kind, **settings})
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"]) or "kind"
-        raise UserError(f"--defense: {where}: {error['msg']}") from None
+        raise UserError(f"--defense: {one_line(exc, default_field='kind')}") from None
 
 
 def _defense_label(text: str | None) -> str:
