@@ -65,6 +65,7 @@ def numerical_rero(noise_multiplier: float, sample_rate: float, steps: int, kapp
     """The ReRo bound of ``steps`` Poisson-subsampled Gaussian releases from Opacus' numerical privacy profile."""
     _check_prior(kappa)
     import_opacus()
+    # lazy (start-up): Opacus takes seconds to import; only DP-SGD needs it
     from opacus.accountants import PRVAccountant
 
     accountant = PRVAccountant()

@@ -22,6 +22,7 @@ from torch import nn
 
 from fedleak.defenses.base import Batch, Defense, Update, register_defense
 from fedleak.privacy import PrivacySpent, dp_sgd_round, dp_sgd_spent, import_opacus, poisson_steps_per_epoch
+from fedleak.rero import dp_sgd_rero
 from fedleak.training import LocalTraining, loss_of
 
 #: Keeps the Poisson draws of DP-SGD apart from the other per-round streams (batches 0, defense noise 1).
@@ -74,8 +75,6 @@ class DpSgdDefense(Defense):
 
     def rero(self, plan: LocalTraining, shard_size: int, rounds: int, kappa: float) -> float:
         """ReRo bound of the accounted mechanism (the claimed ``noise_multiplier``, as :meth:`spent` reads it)."""
-        from fedleak.rero import dp_sgd_rero
-
         mechanism = dp_sgd_round(plan.kind, self.noise_multiplier, plan.batch_size, shard_size, plan.local_steps,
                                  plan.local_epochs)
         return dp_sgd_rero(mechanism, rounds, kappa)

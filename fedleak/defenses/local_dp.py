@@ -14,6 +14,7 @@ from pydantic import Field
 
 from fedleak.defenses.base import Defense, Update, register_defense
 from fedleak.privacy import PrivacySpent, calibrate_gaussian_sigma, local_dp_spent
+from fedleak.rero import local_dp_rero
 
 if TYPE_CHECKING:
     from fedleak.training import LocalTraining
@@ -73,8 +74,6 @@ class LocalDpDefense(Defense):
 
     def rero(self, plan: LocalTraining, shard_size: int, rounds: int, kappa: float) -> float:
         """ReRo bound for one record: it moves the clipped update by up to twice ``clipping_norm``."""
-        from fedleak.rero import local_dp_rero
-
         return local_dp_rero(self.noise_std(), self.clipping_norm, rounds, kappa)
 
 

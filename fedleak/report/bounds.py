@@ -21,8 +21,12 @@ from typing import Any
 
 from scipy.stats import beta
 
+from fedleak.config.loader import validate_scenario
 from fedleak.errors import UserError
+from fedleak.federated_data import FederatedData
+from fedleak.participation import rounds_taken_part
 from fedleak.report.tables import Row, is_number
+from fedleak.training import LocalTraining
 
 
 @dataclass(frozen=True)
@@ -69,11 +73,6 @@ def strongest_rates(rows: list[Row]) -> dict[int, tuple[float, int, str]]:
 
 def arm_bounds(scenario_raw: dict[str, Any], rows: list[Row]) -> list[ClientBound]:
     """The clients of one DP arm with a measured rate, each beside its bound (empty for an arm without DP)."""
-    from fedleak.config.loader import validate_scenario
-    from fedleak.federated_data import FederatedData
-    from fedleak.participation import rounds_taken_part
-    from fedleak.training import LocalTraining
-
     rates = strongest_rates(rows)
     if not rates:
         return []

@@ -27,6 +27,7 @@ import yaml
 from fedleak.defaults import DEFAULT_SUCCESS_PSNR
 from fedleak.errors import UserError
 from fedleak.metrics.headline import median_psnr
+from fedleak.report.bounds import arm_bounds, strongest_rates, worst_client
 from fedleak.report.membership import MEMBERSHIP_FILE, arm_membership, read_membership
 from fedleak.report.privacy import arm_spend
 from fedleak.report.tables import Row, is_number, read_leakage, read_rounds
@@ -138,8 +139,6 @@ def read_arm(arm_dir: Path) -> ArmResult:
 
 def bound_columns(scenario: dict[str, Any], leakage: list[Row]) -> dict[str, Any]:
     """reidentified_rate, rero_bound and rero_violated of one arm (fedleak.report.bounds)."""
-    from fedleak.report.bounds import arm_bounds, strongest_rates, worst_client
-
     rates = strongest_rates(leakage)
     columns: dict[str, Any] = {"reidentified_rate": max((r for r, _, _ in rates.values()), default=None)}
     if not scenario:
