@@ -20,17 +20,17 @@ def mnist():
 
 def test_the_gallery_is_the_first_images_of_the_source_and_the_same_in_every_run(mnist):
     image_set, reference = mnist
-    gallery = reference.gallery()
+    gallery = Gallery.for_reference(reference)
     assert gallery.size == GALLERY_SIZE == 1000
     assert torch.equal(gallery.images.images, image_set.images[:1000])
     assert gallery.description == f"first 1000 of 5000 images of {image_set.source}"
-    again = ReferenceSet.of(load_images(DataConfig(dataset="mnist", split="train"))).gallery()
+    again = Gallery.for_reference(ReferenceSet.of(load_images(DataConfig(dataset="mnist", split="train"))))
     assert again.description == gallery.description and torch.equal(again.images.images, gallery.images.images)
 
 
 def test_a_small_source_is_its_own_gallery():
     image_set = load_images(DataConfig(dataset="mnist", split="test"))
-    gallery = ReferenceSet.of(image_set).gallery()
+    gallery = Gallery.for_reference(ReferenceSet.of(image_set))
     assert gallery.size == len(image_set) == 20 and gallery.description.startswith("first 20 of 20 images of ")
 
 
@@ -38,16 +38,16 @@ def test_every_scored_batch_states_its_gallery(mnist):
     image_set, reference = mnist
     true, labels = image_set.get([10, 11])
     score = score_batch(true.flip(0), labels.flip(0), true, labels, reference=reference)
-    assert (score.gallery, score.gallery_size) == (reference.gallery().description, 1000)
+    assert (score.gallery, score.gallery_size) == (Gallery.for_reference(reference).description, 1000)
     assert score.to_dict()["gallery_size"] == 1000
 
 
 def test_a_true_image_outside_the_gallery_joins_it_for_its_own_update(mnist):
     image_set, reference = mnist
     true, labels = image_set.get([4321, 10])  # 4321 is not among the gallery's first 1000
-    found = reference.gallery().identify(true, true)
+    found = Gallery.for_reference(reference).identify(true, true)
     assert found == [0, 1]
-    blank = reference.gallery().identify(torch.zeros_like(true[:1]), true)
+    blank = Gallery.for_reference(reference).identify(torch.zeros_like(true[:1]), true)
     assert blank == [None]
 
 
@@ -67,7 +67,7 @@ def test_two_copies_of_one_image_re_identify_one_true_image(mnist):
 def test_gallery_refuses_images_of_another_shape(mnist):
     _, reference = mnist
     with pytest.raises(ValueError, match="gallery"):
-        reference.gallery().identify(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32))
+        Gallery.for_reference(reference).identify(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32))
 
 
 def test_gallery_of_a_reference_built_by_hand_says_so():

@@ -10,6 +10,7 @@ import torch
 
 from fedleak.config.schema import DataConfig
 from fedleak.data import load_images
+from fedleak.metrics.gallery import Gallery
 from fedleak.report import RunWriter
 from fedleak.report.tables import read_leakage
 from fedleak.scoring import score_reconstruction
@@ -133,7 +134,7 @@ def test_rows_carry_baseline_reidentification_and_dp_columns(tmp_path):
                                success_psnr=30.0, reference=ReferenceSet.of(image_set)).record
     assert row.reidentified == 0.25 and row.reidentified_per_image.split() == ["0", "0", "1", "0"]
     assert row.reidentified_precision == 0.5 and row.reconstructions == 2  # the grey image re-identifies nobody
-    assert (row.gallery, row.gallery_size) == (ReferenceSet.of(image_set).gallery().description, 20)
+    assert (row.gallery, row.gallery_size) == (Gallery.for_reference(ReferenceSet.of(image_set)).description, 20)
     baselines = [float(v) for v in row.baseline_psnr_per_image.split()]
     assert len(baselines) == 4 and row.baseline_psnr == pytest.approx(np.sort(baselines)[1], abs=1e-3)
     RunWriter(tmp_path).append_leakage(row)

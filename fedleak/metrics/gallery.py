@@ -48,6 +48,15 @@ class Gallery:
         size = min(GALLERY_SIZE, len(reference))
         return cls(ReferenceSet(reference.images[:size]), f"first {size} of {len(reference)} images of {source}")
 
+    @classmethod
+    def for_reference(cls, reference: ReferenceSet) -> Gallery:
+        """The gallery of ``reference``'s data source, made once per reference set and kept on it."""
+        cached = reference.__dict__.get("_gallery")
+        if cached is None:
+            cached = cls.of(reference, reference.source)
+            object.__setattr__(reference, "_gallery", cached)
+        return cached
+
     @property
     def size(self) -> int:
         return len(self.images)

@@ -61,18 +61,6 @@ class ReferenceSet:
             return None
         return cls(image_set.images, str(getattr(image_set, "source", "") or "the run's data source"))
 
-    def gallery(self):
-        """The fixed re-identification gallery of this data source (:class:`~fedleak.metrics.gallery.Gallery`)."""
-        cached = self.__dict__.get("_gallery")
-        if cached is None:
-            # lazy (cycle, not start-up): the gallery is built from a ReferenceSet; the two modules still need
-            # untangling (tests/test_layers.py::test_no_import_cycle names this cycle)
-            from fedleak.metrics.gallery import Gallery
-
-            cached = Gallery.of(self, self.source)
-            object.__setattr__(self, "_gallery", cached)
-        return cached
-
     def __len__(self) -> int:
         return int(self.images.shape[0])
 

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 
 from fedleak.defaults import DEFAULT_SUCCESS_PSNR
-from fedleak.metrics.gallery import recall_and_precision
+from fedleak.metrics.gallery import Gallery, recall_and_precision
 from fedleak.metrics.headline import median_mse, median_psnr, median_ssim
 from fedleak.metrics.image import SSIM_MIN_SIZE
 from fedleak.metrics.matching import label_accuracy, match_images, matched_label_accuracy
@@ -171,7 +171,7 @@ def _with_reference(score: BatchScore, reference: ReferenceSet, recon: torch.Ten
                     true: torch.Tensor) -> BatchScore:
     """The score plus each image's baseline PSNR and the re-identification recall and precision in the gallery."""
     baselines = baseline_psnr(reference, true)
-    gallery = reference.gallery()
+    gallery = Gallery.for_reference(reference)
     found = [] if recon is None else gallery.identify(recon, true)
     flags: list[bool | None] = [None] * len(true)
     recall = precision = None
