@@ -18,7 +18,8 @@ body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px;
 h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2rem; margin-top: 2rem; }
 table { border-collapse: collapse; margin: 0.6rem 0; font-size: 0.85rem; max-width: 100%; }
 th, td { border: 1px solid #ccc; padding: 0.2rem 0.45rem; text-align: left; vertical-align: top;
-         overflow-wrap: anywhere; }
+         overflow-wrap: normal; word-break: normal; hyphens: manual; }
+td.num, th.num { white-space: nowrap; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .note { color: #555; font-size: 0.9rem; } .warn { color: #a00; } .none { color: #777; font-style: italic; }
 figure { display: inline-block; margin: 0.5rem 1rem 0.5rem 0; vertical-align: top; max-width: 100%; }
