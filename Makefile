@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 LOCK := requirements.lock
 SCENARIO ?= scenarios/hospitals.yaml
 
-.PHONY: simulate test test-fast lint bench lock check-lock clean
+.PHONY: simulate test test-fast lint bench lock check-lock clean docs browser
 
 # The venv gets exactly the lock (pip and setuptools included), then fedleak itself, built by the locked setuptools
 # without fetching anything else; check-lock then proves that nothing else slipped in.
@@ -26,9 +26,24 @@ check-lock:
 simulate: $(VENV)/.installed
 	$(VENV)/bin/fedleak simulate $(SCENARIO)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(VENV)/bin/ruff check .
+	$(MAKE) --no-print-directory docs
 	$(PY) -m pytest -q
+
+# The documentation site, built offline into build/site (ignored by git); strict: a broken link or a missing
+# snippet fails the build.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q -d build/site
+
+# Debian's chromium and chromium-driver for the report's browser test (tests/test_report_browser.py), installed
+# when missing and when running as root; otherwise that test skips and says why.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null \
+		|| echo "chromium could not be installed: the browser test will skip"; \
+	else echo "no /usr/bin/chromium or chromedriver and not root: the browser test will skip"; fi
 
 # Everything not marked slow: the edit-test loop.
 test-fast: $(VENV)/.installed
