@@ -98,6 +98,8 @@ class MatchResult:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     history: list[torch.Tensor] = field(default_factory=list)
     history_iterations: list[int] = field(default_factory=list)
+    #: The matching distance at each snapshot (nan before the first evaluation), for the loss curve.
+    history_losses: list[float] = field(default_factory=list)
     distance: float = math.inf
     #: The CPU convolution kernels the loop ran on (None on GPU) and the setting that chose them.
     conv_kernels: str | None = None
@@ -123,6 +125,7 @@ class MatchResult:
             "conv_kernels": self.conv_kernels,
             "conv_kernels_setting": self.conv_kernels_setting,
             "history_iterations": list(self.history_iterations),
+            "history_losses": list(self.history_losses),
         }
 
 
@@ -295,7 +298,7 @@ def _match(
     out_labels = fixed_labels if fixed_labels is not None else best.soft_labels()
     return MatchResult(best.images(), out_labels, best.record["objective"], attempts=attempts,
                        history=best.snapshots.images, history_iterations=best.snapshots.iterations,
-                       distance=best.record["loss"])
+                       history_losses=best.snapshots.losses, distance=best.record["loss"])
 
 
 

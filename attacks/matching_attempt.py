@@ -66,16 +66,21 @@ class Snapshots:
         self.every, self.limit = every, limit
         self.images: list[torch.Tensor] = []
         self.iterations: list[int] = []
+        #: The matching distance D at each snapshot (nan before the first evaluation): the loss curve.
+        self.losses: list[float] = []
 
-    def take(self, iteration: int, images: Callable[[], torch.Tensor], final: bool = False) -> None:
+    def take(self, iteration: int, images: Callable[[], torch.Tensor], final: bool = False,
+             loss: float = math.nan) -> None:
         if not self.every or (not final and iteration % self.every):
             return
         if self.iterations and self.iterations[-1] == iteration:
             return
         self.images.append(images().detach().clamp(0, 1).mul(255).round().to(torch.uint8).cpu())
         self.iterations.append(iteration)
+        self.losses.append(loss)
         if len(self.images) > self.limit:
             self.images, self.iterations, self.every = self.images[::2], self.iterations[::2], 2 * self.every
+            self.losses = self.losses[::2]
 
 
 class Attempt:
@@ -154,7 +159,7 @@ class Attempt:
             if not math.isfinite(final):
                 stop, outcome = f"non-finite objective after iteration {self.done}", "diverged"
             else:
-                self.snapshots.take(self.steps, self.images, final=True)
+                self.snapshots.take(self.steps, self.images, final=True, loss=distance)
         self.record = {"outcome": outcome, "stop": stop, "iterations": self.done, "evaluations": self.evaluations,
                        "moved": self.moved(),
                        "loss": distance, "objective": final,
@@ -199,7 +204,7 @@ class Attempt:
             self.steps += 1
             ended = self.checks()
             if ended is None or ended[1] != "diverged":
-                self.snapshots.take(self.steps, self.images)
+                self.snapshots.take(self.steps, self.images, loss=self.last_distance)
             if ended is None and all(torch.equal(b, v) for b, v in zip(before, self.variables, strict=True)):
                 # L-BFGS returns without moving once its gradient or its step is negligible: nothing more to gain.
                 outcome = "stalled" if self.stuck() else "ok"

@@ -21,7 +21,8 @@ CLAIM_FILE = ".fedleak-run"
 #: Files and folders that only fedleak writes into a run or attack folder: any of them means "already used".
 OUTPUTS = (CLAIM_FILE, "scenario.yaml", "leakage.csv", "rounds.csv", "diagnostics.jsonl", "report.html", "figures",
            "images", "frontier.csv", "frontier.png", "arms", "logs", "deploy_status.json", "checkpoints",
-           "metrics.json", "target.png", "recon.png", "history.png", "run.json", "images.csv", "membership.csv")
+           "metrics.json", "target.png", "recon.png", "reconstruction.png", "history.png", "run.json", "images.csv",
+           "membership.csv")
 
 #: Open claim files of this process, by folder: their locks last as long as the process does.
 _held: dict[Path, tuple[int, bool]] = {}

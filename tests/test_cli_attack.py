@@ -55,7 +55,7 @@ def test_every_registered_attack_runs_and_writes_its_files(attack: str, tmp_path
     rc = run_cli("--attack", attack, "--model", model, "--dataset", "mnist", "--split", "test", *victim, *extra,
                  "--device", "cpu", "--out", str(out))
     assert rc == 0
-    for name in ("target.png", "recon.png", "history.png"):
+    for name in ("reconstruction.png", "target.png", "recon.png", "history.png"):
         assert (out / name).read_bytes().startswith(b"\x89PNG"), name
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("psnr", "ssim", "mse", "label_accuracy", "seconds", "status", "reason", "per_image"):
@@ -247,3 +247,23 @@ def test_bad_input_is_one_line_and_exit_2(probe, argv, message, tmp_path: Path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("fedleak attack: error:"), err
     assert message in err, err
+
+
+def test_the_reconstruction_figure_puts_target_reconstruction_and_loss_curve_side_by_side(tmp_path: Path) -> None:
+    """One figure, three panels in one row; the curve is the matching distance at the kept snapshots, so an iterative
+    attack's diagnostics carry one finite distance per snapshot after the first (the start has no evaluation yet)."""
+    from PIL import Image
+
+    from fedleak.report.side_by_side import loss_curve
+
+    out = tmp_path / "idlg"
+    rc = run_cli("--attack", "idlg", "--model", "lenet", "--dataset", "mnist", "--split", "test", "--index", "0",
+                 "--iters", "20", "--device", "cpu", "--out", str(out))
+    assert rc == 0
+    diagnostics = json.loads((out / "metrics.json").read_text())["diagnostics"]
+    iterations, losses = loss_curve(diagnostics)
+    assert len(diagnostics["history_losses"]) == len(diagnostics["history_iterations"]) >= 2
+    assert len(losses) >= 2 and iterations == sorted(iterations)
+    with Image.open(out / "reconstruction.png") as figure, Image.open(out / "target.png") as target:
+        assert figure.width > 2 * figure.height        # one row of three panels, not a stack
+        assert figure.width >= 3 * target.width        # the panels are larger than the old thumbnails

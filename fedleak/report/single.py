@@ -1,4 +1,5 @@
-"""Outputs of ``fedleak attack`` (one attack on one victim batch): target.png, recon.png, history.png, metrics.json.
+"""Outputs of ``fedleak attack`` (one attack on one victim batch): reconstruction.png (target, reconstruction and loss
+curve side by side, :mod:`fedleak.report.side_by_side`), target.png, recon.png, history.png, metrics.json.
 
 metrics.json holds the batch's headline (psnr, ssim, mse: medians over every true image, an image not recovered
 counting as −∞, see fedleak.metrics.headline; label_accuracy, success), seconds, status, reason, a per-image list
@@ -23,6 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from fedleak.report.images import grid, save_png, to_hwc
+from fedleak.report.side_by_side import write_side_by_side
 from fedleak.scoring import batch_score, lined_up_images
 from fedleak.types import Reconstruction
 
@@ -70,8 +72,11 @@ def write_single_attack(
     metrics["true_labels"] = true_labels.tolist()
     metrics["recovered_labels"] = None if recon.labels is None else recon.labels.tolist()
 
-    save_png(grid([true_images]), out / "target.png")
-    save_png(grid([lined_up]) if lined_up is not None else grid([true_images * 0 + 0.5]), out / "recon.png")
+    target, answer = grid([true_images]), grid([lined_up if lined_up is not None else true_images * 0 + 0.5])
+    save_png(target, out / "target.png")
+    save_png(answer, out / "recon.png")
+    write_side_by_side(out / "reconstruction.png", target, answer, recon.diagnostics,
+                       f"{context.get('attack', 'attack')}: {_summary_line(metrics)}")
     iterations = list(recon.diagnostics.get("history_iterations") or range(len(recon.history)))
     note = write_history(out / "history.png", history_in_true_order(recon, order), iterations,
                          str(context.get("attack", "this attack")), recon.diagnostics)
@@ -157,6 +162,14 @@ def _spread(count: int, limit: int) -> list[int]:
     if count <= limit:
         return list(range(count))
     return sorted({round(i * (count - 1) / (limit - 1)) for i in range(limit)})
+
+
+def _summary_line(metrics: dict[str, Any]) -> str:
+    """The figure's title: the batch's median PSNR, or why there is no reconstruction."""
+    if metrics["status"] != "ok":
+        return f"{metrics['status']}: {str(metrics['reason'])[:80]}"
+    psnr = metrics.get("psnr")
+    return "PSNR –" if psnr is None else f"median PSNR {psnr if isinstance(psnr, str) else f'{psnr:.2f}'} dB"
 
 
 def _summary(out: Path, metrics: dict[str, Any]) -> str:

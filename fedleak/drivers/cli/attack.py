@@ -2,8 +2,8 @@
 
 The victim is the same client as in a simulation: the model from the registry (paper init, seeded), its
 update from ``fedleak.training`` (one-batch gradient or K local SGD steps), the attacker's view from
-``fedleak.observe`` with the threat model the flags grant. Outputs go to ``--out``: target.png, recon.png,
-history.png and metrics.json.
+``fedleak.observe`` with the threat model the flags grant. Outputs go to ``--out``: reconstruction.png (target,
+reconstruction and loss curve side by side), target.png, recon.png, history.png and metrics.json.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from fedleak.errors import UserError
 DESCRIPTION = (
     "Run one gradient-leakage attack on one victim update and score it. The victim trains like a simulation "
     "client (registry model with its paper init, seeded; one-batch gradient or K local SGD steps); the attacker "
-    "sees only what the threat-model flags grant. Writes target.png, recon.png, history.png and metrics.json "
-    "into --out."
+    "sees only what the threat-model flags grant. Writes reconstruction.png (target, reconstruction and loss curve "
+    "side by side), target.png, recon.png, history.png and metrics.json into --out."
 )
 
 #: CLI shorthand → the attack config field names it may stand for, first match wins.
