@@ -50,7 +50,7 @@ test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow"
 
 # Regenerate the lock: a fresh venv takes the newest versions pyproject.toml's ranges allow, and its `pip freeze`
-# becomes the lock. Then check it: `make clean test`, and the benchmarks whose figures the README quotes (`make bench`).
+# becomes the lock. Then check it: `make clean test`, and the benchmarks whose figures the docs quote (`make bench`).
 lock:
 	rm -rf .lock-venv
 	python3 -m venv .lock-venv

@@ -13,7 +13,7 @@ from the held-out sets, which no setting was tuned on:
 The default image prior of the L2 matching attacks (``attacks/priors.py``: TV on for colour images above 32 px) was
 chosen on ``lfw64-tuning``: colour LFW faces 0–19 of the same file at 64 px (faces 0–1 were scanned).
 
-Fixture files are read from ``$FEDLEAK_FIXTURES`` (see the project README); bundled sets need nothing.
+Fixture files are read from ``$FEDLEAK_FIXTURES`` (see bench/README.md); bundled sets need nothing.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The README's leakage table of a run: per client (batch size), each attack's median PSNR and the worst case.
+"""The leakage table quoted in docs/scenarios.md: per client (batch size), each attack's median PSNR and the worst case.
 
     .venv/bin/python bench/leakage_table.py runs/hospitals-<timestamp>
 
