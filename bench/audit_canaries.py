@@ -82,22 +82,10 @@ def sweep(args: argparse.Namespace) -> None:
         print(f"| {sigma} | {'off' if trained == 0.0 else 'on'} | {claimed:.3f} | {bound:.3f} | "
               f"{correct} / {args.guesses} |")
     if args.figure:
-        from fedleak.report.figures import new_figure, save_figure
+        from fedleak.report.audit import audit_plot
 
-        figure = new_figure((5.0, 4.2))
-        axes = figure.add_subplot()
-        top = max(max(c, b) for c, b, _ in points) * 1.1
-        axes.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=0.8, label="lower bound = claimed ε")
-        axes.plot([c for c, _, off in points if not off], [b for _, b, off in points if not off], "o",
-                  label="DP-SGD as implemented")
-        axes.plot([c for c, _, off in points if off], [b for _, b, off in points if off], "x", color="tab:red",
-                  markersize=9, label="noise switched off, ε still reported")
-        axes.set_xlabel("claimed ε (Opacus RDP accountant, δ = 1e-5)")
-        axes.set_ylabel("audit's ε lower bound (95 %)")
-        axes.set_title(f"one-run audit: {args.canaries} canaries, {args.guesses} guesses", fontsize=9)
-        axes.legend(fontsize=8)
-        axes.grid(True, alpha=0.3)
-        save_figure(figure, Path(args.figure))
+        audit_plot([("", c, b, off) for c, b, off in points], Path(args.figure),
+                   f"one-run audit: {args.canaries} canaries, {args.guesses} guesses")
 
 
 def main() -> None:

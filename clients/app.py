@@ -65,7 +65,7 @@ def _train_reply(msg: Message, scenario: Scenario, data: FederatedData, client: 
     batches = round_batches(shard, plan, scenario.seed, client, server_round, defense)
     generator = noise_generator(scenario.seed, client, server_round)
     # Defenses that transform the finished update run in the defense mod, after this handler.
-    update, loss = train_update(model, [data.get(b) for b in batches], plan, defense, generator, len(shard))
+    update, loss = train_update(model, [data.get_training(b) for b in batches], plan, defense, generator, len(shard))
     public = _public_metadata(scenario, client, server_round, plan, batches, len(shard))
     trained_on = [int(i) for batch in batches for i in batch]
     content = RecordDict({

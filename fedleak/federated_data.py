@@ -30,6 +30,42 @@ class FederatedData:
         train_idx, eval_idx = split_eval(len(self.images), scenario.data.eval_fraction, scenario.seed)
         self.eval_indices = np.asarray(eval_idx)
         self.shards = [np.asarray(s) for s in partition(labels, np.asarray(train_idx), scenario.clients, scenario.seed)]
+        #: Audited client → its canaries (fedleak.canaries); empty without ``audit``.
+        self.canaries: dict = {}
+        #: Dataset index → the label a client trains that record with (mislabelled canaries); empty without audit.
+        self.train_labels: dict[int, int] = {}
+        self._canary_problem = ""
+        if scenario.audit is not None:
+            self._add_canaries(labels)
+
+    def audited_clients(self) -> list[int]:
+        """The clients the scenario's audit covers (none without ``audit``)."""
+        audit = self.scenario.audit
+        if audit is None:
+            return []
+        everyone = range(self.scenario.clients.count)
+        return list(everyone) if audit.clients == "all" else [c for c in audit.clients if c in everyone]
+
+    def _add_canaries(self, labels: np.ndarray) -> None:
+        """Draw each audited client's canaries from the held-out split, add the included ones to its shard (with
+        their training labels) and take every drawn canary out of the held-out split."""
+        from fedleak.canaries import draw_canaries
+
+        audit = self.scenario.audit
+        clients = self.audited_clients()
+        try:
+            self.canaries = draw_canaries(self.eval_indices, labels[self.eval_indices], audit.canaries, clients,
+                                          self.images.num_classes, self.scenario.seed, audit.kind)
+        except ValueError as exc:
+            self._canary_problem = str(exc)  # reported by check_canaries, before anything is written
+            return
+        drawn = []
+        for client, canaries in self.canaries.items():
+            indices, train_labels = canaries.inserted()
+            self.shards[client] = np.concatenate([self.shards[client], indices])
+            self.train_labels.update(zip(indices.tolist(), train_labels.tolist(), strict=True))
+            drawn.append(canaries.indices)
+        self.eval_indices = np.setdiff1d(self.eval_indices, np.concatenate(drawn), assume_unique=True)
 
     def model_spec(self) -> ModelSpec:
         training = self.scenario.training
@@ -73,6 +109,34 @@ class FederatedData:
             raise UserError(f"membership.max_members: {membership.max_members} members need as many non-members, but "
                             f"the held-out split has {pool} images (data.eval_fraction {fraction} of {total}); lower "
                             f"membership.max_members or raise data.eval_fraction")
+
+    def check_canaries(self) -> None:
+        """The audit's canaries come from the held-out split and join a shard: fail early, before anything is
+        written, when the split cannot give every audited client its canaries or a client's shard is smaller than its
+        canaries (the audit is of records in an ordinary shard, not of a shard made of canaries)."""
+        from fedleak.errors import UserError
+
+        audit = self.scenario.audit
+        if audit is None:
+            return
+        if self._canary_problem:
+            raise UserError(f"audit.canaries: {self._canary_problem} (data.eval_fraction "
+                            f"{self.scenario.data.eval_fraction} of {len(self.images)} images); lower audit.canaries, "
+                            f"audit fewer clients or raise data.eval_fraction")
+        for client, canaries in self.canaries.items():
+            own = len(self.shards[client]) - int(canaries.included.sum())
+            if audit.canaries > own:
+                raise UserError(f"audit.canaries: {audit.canaries} canaries are more than client {client}'s shard "
+                                f"of {own} images can take; lower audit.canaries or audit other clients")
+
+    def get_training(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, labels) as a client trains on them: a mislabelled canary carries its canary label."""
+        images, labels = self.get(indices)
+        if self.train_labels:
+            labels = torch.as_tensor([self.train_labels.get(int(i), int(y)) for i, y in zip(indices, labels.tolist(),
+                                                                                            strict=True)],
+                                     dtype=torch.int64)
+        return images, labels
 
     def eval_indices_of(self, client: int, server_round: int) -> np.ndarray:
         """This client's equal slice of the held-out set; the weighted mean over the evaluating clients covers all

@@ -42,12 +42,14 @@ class LeakageTap(ReplyTap):
             re-identification compare with it; ``None`` leaves both columns empty.
         membership: a :class:`fedleak.server.membership.MembershipWatch` that runs membership inference on every
             update it schedules, whatever the update's size; ``None``: no membership inference.
+        audit: a :class:`fedleak.server.canary_audit.CanaryAudit` that audits the audited clients' updates in its
+            round; ``None``: no audit.
     """
 
     def __init__(
         self, scenario: Scenario, spec: ModelSpec, ground_truth: GroundTruth,
         executor: AttackExecutor[ScoringContext] | None, writer=None, progress: RunProgress | None = None,
-        dataset=None, membership=None,
+        dataset=None, membership=None, audit=None,
     ):
         self.reference = ReferenceSet.of(dataset)
         self.scenario = scenario
@@ -55,6 +57,7 @@ class LeakageTap(ReplyTap):
         self.ground_truth = ground_truth
         self.executor = executor
         self.membership = membership
+        self.audit = audit
         self.writer = writer
         self.progress = progress or RunProgress(scenario.training.rounds, scenario.clients.count, enabled=False)
         self.ledger = RunLedger()
@@ -147,9 +150,12 @@ class LeakageTap(ReplyTap):
                 self._score_all(self.executor.completed())
 
     def _membership(self, observation: Observation, context: ScoringContext) -> None:
-        """Membership inference runs on every update it schedules, whatever its size (no ``max_images`` cap)."""
+        """Membership inference and the canary audit run on every update they schedule, whatever its size (no
+        ``max_images`` cap)."""
         if self.membership is not None:
             self.membership.submit(observation, context)
+        if self.audit is not None:
+            self.audit.submit(observation, context)
 
     def _skip(self, attack: str, context: ScoringContext, reason: str) -> None:
         """A scheduled attack not run: a row with status "skipped" and the reason, never a silent gap."""

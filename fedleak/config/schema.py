@@ -14,6 +14,7 @@ A scenario YAML has these sections; everything but ``data``, ``clients`` and ``t
     output: …                # OutputConfig
     arms: […]                # ArmConfig list: one federation per defense, compared (fedleak.drivers.arms)
     membership: …            # MembershipConfig: membership inference on every scheduled update
+    audit: …                 # AuditConfig: one-run DP audit with canaries (fedleak.privacy_audit)
 """
 
 from __future__ import annotations
@@ -264,6 +265,35 @@ class MembershipConfig(Strict):
         return attacks
 
 
+class AuditConfig(Strict):
+    """The one-run DP audit (Steinke, Nasr & Jagielski 2023, arXiv 2305.08846; fedleak/privacy_audit.py): each
+    audited client gets ``canaries`` records from the held-out split (fedleak/canaries.py), each added to its shard
+    with probability ½ from the seed before training (the drawn canaries leave the held-out split, so evaluation and
+    membership non-members never see them). After ``round`` the server scores every canary on that client's update
+    (fedleak/canary_scores.py), guesses inclusion for the most confident and writes the empirical lower bound on ε at
+    95 % per client to audit.csv, beside the accountant's ε. Off when absent."""
+
+    #: Canaries per audited client (each in its shard with probability ½).
+    canaries: PositiveInt
+    #: ``mislabelled``: held-out images with a label drawn from the other classes (audits strongest, measured in
+    #: bench/README.md); ``held_out``: held-out images with their true labels.
+    kind: Literal["mislabelled", "held_out"] = "mislabelled"
+    #: Guesses on the most confident canaries, half "in" and half "out" (default: every canary).
+    guesses: PositiveInt | None = None
+    #: "all" or the client ids to audit.
+    clients: Literal["all"] | list[Annotated[int, Field(ge=0)]] = "all"
+    #: The 1-based round whose updates are audited (default: the last). One round, fixed before the audit sees
+    #: anything, so the 95 % is spent once per client.
+    round: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _guesses_fit(self) -> AuditConfig:
+        if self.guesses is not None and self.guesses > self.canaries:
+            raise ValueError(f"guesses: {self.guesses} guesses need at least as many canaries "
+                             f"(canaries: {self.canaries})")
+        return self
+
+
 class ExecutorConfig(Strict):
     #: auto: a Ray actor pool inside Flower's simulation, in-process elsewhere; local: in-process; ray: Ray.
     kind: Literal["auto", "local", "ray"] = "auto"
@@ -346,6 +376,8 @@ class Scenario(Strict):
     arms: list[ArmConfig] = []
     #: Membership inference on every scheduled update (None: not run).
     membership: MembershipConfig | None = None
+    #: One-run DP audit with canaries (None: not run).
+    audit: AuditConfig | None = None
 
     @field_validator("name")
     @classmethod

@@ -47,6 +47,7 @@ def check_names(scenario: Scenario, source: str) -> None:
     _check_defense_models(scenario, source)
     _check_machine(scenario, source)
     _check_membership(scenario, source)
+    _check_audit(scenario, source)
     for i, attack in enumerate(scenario.attacks):
         if attack.name not in ATTACKS:
             raise UserError(f"{source}: attacks[{i}].name: unknown attack {attack.name!r}; choose one of: "
@@ -106,3 +107,26 @@ def _check_membership(scenario: Scenario, source: str) -> None:
     if problem:
         raise UserError(f"{source}: membership: per-example gradients of model {scenario.training.model!r} cannot be "
                         f"computed ({problem}); choose a model without BatchNorm, e.g. lenet, or remove membership")
+
+
+def _check_audit(scenario: Scenario, source: str) -> None:
+    """Audited clients that exist, a round the federation trains, a model with per-example gradients. (How many
+    canaries the shards and the held-out split can take is checked on the data: FederatedData.check_canaries.)"""
+    audit = scenario.audit
+    if audit is None:
+        return
+    from fedleak.attacks.membership import per_example_gradients_problem
+
+    if audit.clients != "all":
+        bad = [c for c in audit.clients if c >= scenario.clients.count]
+        if bad:
+            raise UserError(f"{source}: audit.clients: client {bad[0]} does not exist "
+                            f"(clients are 0..{scenario.clients.count - 1})")
+    if audit.round is not None and audit.round > scenario.training.rounds:
+        raise UserError(f"{source}: audit.round: round {audit.round} is past the last round "
+                        f"(training.rounds: {scenario.training.rounds})")
+    model = ModelSpec(scenario.training.model, 3, 32, 10, scenario.training.activation).build()
+    problem = per_example_gradients_problem(model, 3, 32, 10)
+    if problem:
+        raise UserError(f"{source}: audit: per-example gradients of model {scenario.training.model!r} cannot be "
+                        f"computed ({problem}); choose a model without BatchNorm, e.g. lenet, or remove audit")

@@ -33,6 +33,7 @@ from fedleak.report import RunWriter, build_report
 from fedleak.runtime import make_executor
 from fedleak.runtime.cluster import check_resource, cluster_address, connect
 from fedleak.server.app import build_server_app, initial_weights
+from fedleak.server.canary_audit import CanaryAudit
 from fedleak.server.leakage import LeakageTap
 from fedleak.server.membership import MembershipWatch
 from fedleak.server.progress import RunProgress
@@ -247,6 +248,7 @@ class ServerSide:
         data = FederatedData(scenario, base_dir=base_dir)
         data.check_batches()
         data.check_candidates()
+        data.check_canaries()
         spec = data.model_spec()
         weights = initial_weights(scenario, spec, base_dir)
         writer = record = None
@@ -270,10 +272,14 @@ class ServerSide:
         display = RunProgress(scenario.training.rounds, training_clients, enabled=progress, scheduled=scheduled)
         membership = None
         if attacks and intercept and scenario.membership is not None:
-            membership = MembershipWatch(scenario, data.get, data.eval_indices, writer,
+            # Members are looked up as the client trained on them (a mislabelled canary with its canary label).
+            membership = MembershipWatch(scenario, data.get_training, data.eval_indices, writer,
                                          device=resolve_device(scenario.device))
+        audit = None
+        if attacks and intercept and scenario.audit is not None:
+            audit = CanaryAudit(scenario, data, writer)
         tap = (LeakageTap(scenario, spec, data.get, pool, writer=writer, progress=display, dataset=data.images,
-                          membership=membership) if intercept else None)
+                          membership=membership, audit=audit) if intercept else None)
         return cls(scenario=scenario, run_dir=run_dir if write else None, data=data, weights=weights, pool=pool,
                    tap=tap, display=display, evaluate=len(data.eval_indices) >= training_clients, start=start,
                    writer=writer, record=record)

@@ -27,6 +27,7 @@ import yaml
 from fedleak.defaults import DEFAULT_SUCCESS_PSNR
 from fedleak.errors import UserError
 from fedleak.metrics.headline import median_psnr
+from fedleak.report.audit import AUDIT_FILE, arm_audit, read_audit
 from fedleak.report.bounds import arm_bounds, strongest_rates, worst_client
 from fedleak.report.membership import MEMBERSHIP_FILE, arm_membership, read_membership
 from fedleak.report.privacy import arm_spend
@@ -38,7 +39,8 @@ from fedleak.safe_yaml import YamlRefused, read_yaml
 ARMS_DIR = "arms"
 FRONTIER_FILE = "frontier.csv"
 FRONTIER_COLUMNS = ["arm", "defense", "final_accuracy", "worst_median_psnr", "success_rate", "dp_epsilon", "dp_unit",
-                    "membership_auc", "membership_tpr_at_1pct_fpr", "rero_bound", "reidentified_rate", "rero_violated"]
+                    "membership_auc", "membership_tpr_at_1pct_fpr", "rero_bound", "reidentified_rate", "rero_violated",
+                    "audit_epsilon_lower"]
 
 
 @dataclass
@@ -56,6 +58,9 @@ class ArmResult:
     #: rounds and membership attacks (membership.csv; empty without membership).
     membership_auc: float | None = None
     membership_tpr_at_1pct_fpr: float | None = None
+    #: The arm's worst client: the largest empirical lower bound on ε at 95 % of the one-run canary audit
+    #: (audit.csv; empty without audit), beside dp_epsilon, the accountant's claim.
+    audit_epsilon_lower: float | None = None
     attacked_images: int = 0
     skipped_attacks: int = 0
     #: Rounds in rounds.csv, and training.rounds of the arm's scenario (None when it cannot be read).
@@ -129,6 +134,7 @@ def read_arm(arm_dir: Path) -> ArmResult:
     return ArmResult(arm=arm_dir.name, defense=_defense(scenario, leakage), final_accuracy=final_accuracy(rounds),
                      worst_median_psnr=median, success_rate=rate, dp_epsilon=epsilon, dp_unit=unit,
                      membership_auc=auc, membership_tpr_at_1pct_fpr=tpr,
+                     audit_epsilon_lower=arm_audit(read_audit(arm_dir / AUDIT_FILE)),
                      attacked_images=images, success_psnr=success_psnr,
                      skipped_attacks=sum(r.get("status") == "skipped" for r in leakage),
                      rounds_recorded=len({r["round"] for r in rounds if is_number(r.get("round"))}),

@@ -140,7 +140,7 @@ def curves_plot(arms: list[ArmResult], key: str, ylabel: str, path: Path) -> Pat
 def _table(arms: list[ArmResult]) -> str:
     head = ["arm", "defense", "final accuracy", "worst-case median PSNR (dB)", "success rate", "ε", "ε unit",
             "membership AUC (worst client)", "TPR at 1 % FPR (worst client)", "re-identified (worst client)",
-            "ReRo bound", "attacked images", "skipped attacks", "arm report"]
+            "ReRo bound", "ε lower bound, audit (worst client)", "attacked images", "skipped attacks", "arm report"]
     rows = []
     for a in arms:
         rate = None if a.success_rate is None else 100 * a.success_rate
@@ -149,7 +149,8 @@ def _table(arms: list[ArmResult]) -> str:
                  fmt(rate, 0, " %"), fmt(a.dp_epsilon, 2), esc(a.dp_unit or "–"), fmt(a.membership_auc, 3),
                  fmt(None if a.membership_tpr_at_1pct_fpr is None else 100 * a.membership_tpr_at_1pct_fpr, 1, " %"),
                  fmt(None if a.reidentified_rate is None else 100 * a.reidentified_rate, 0, " %"),
-                 fmt(a.rero_bound, 3) + (" — exceeded" if a.rero_violated else ""), esc(a.attacked_images),
+                 fmt(a.rero_bound, 3) + (" — exceeded" if a.rero_violated else ""), fmt(a.audit_epsilon_lower, 2),
+                 esc(a.attacked_images),
                  esc(a.skipped_attacks),
                  f'<a href="{esc(link)}">{esc(link)}</a>']
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -207,11 +208,29 @@ def write_page(run_dir: Path, arms: list[ArmResult], missing: list[str]) -> Path
         _figure_html(accuracy, "Held-out accuracy of each arm's global model per round."),
         _figure_html(leakage, "Worst-case median PSNR per round: per attacked image the best attack, median "
                               "over the round's images."),
+        *_audit_html(run_dir, arms),
         "</body></html>",
     ]
     path = run_dir / REPORT_FILE
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def _audit_html(run_dir: Path, arms: list[ArmResult]) -> list[str]:
+    """The one-run audit's figure (worst client's lower bound against the claimed ε per arm), when arms were
+    audited."""
+    from fedleak.report.audit import audit_plot
+
+    points = [(a.arm, a.dp_epsilon if a.dp_epsilon is not None else 0.0, a.audit_epsilon_lower, False)
+              for a in arms if a.audit_epsilon_lower is not None]
+    if not points:
+        return []
+    figure = audit_plot(points, run_dir / FIGURES_DIR / "audit.png",
+                        "one-run DP audit (Steinke, Nasr & Jagielski 2023): worst client per arm")
+    return ["<h2>One-run DP audit (<code>arms/*/audit.csv</code>)</h2>",
+            _figure_html(figure, "Per arm, the worst client's empirical lower bound on ε at 95 % from its canaries "
+                                 "against the ε its accountant claims (0 where the arm claims none); a point above "
+                                 "the diagonal is a mechanism leaking more than it claims.")]
 
 
 def build_frontier(run_dir: Path, rebuild_arms: bool = False) -> Path:

@@ -10,6 +10,7 @@ Layout written here::
                        per-layer rank and method, label rule, …), keyed by round, client, attack and timestamp
       rounds.csv       one row per round of training (round, loss, accuracy, seconds, …)
       membership.csv   one row per membership attack × client × round (fedleak.types.MembershipRecord)
+      audit.csv        one row per audited client: the one-run DP audit's lower bound on ε (fedleak.report.audit)
       images/          r001_c0_dlg.png: true images (top row) and the reconstruction (bottom row)
 
 Every row is flushed as soon as it is written, so a run stopped with Ctrl-C keeps everything it produced.
@@ -80,6 +81,13 @@ class RunWriter:
         row = {key: _cell(value) for key, value in record.as_row().items()}
         with self._lock:
             _append_row(self._path(MEMBERSHIP_FILE), membership_columns(), row)
+
+    def append_audit(self, row: dict[str, Any]) -> None:
+        """Append one audited client's row to audit.csv (fedleak.report.audit; header written once, row flushed)."""
+        from fedleak.report.audit import AUDIT_COLUMNS, AUDIT_FILE
+
+        with self._lock:
+            _append_row(self._path(AUDIT_FILE), AUDIT_COLUMNS, {key: _cell(value) for key, value in row.items()})
 
     def append_diagnostics(self, record: LeakageRecord, diagnostics: dict[str, Any]) -> None:
         """Append the attack's diagnostics for ``record`` as one JSON line of diagnostics.jsonl (flushed).

@@ -92,3 +92,4 @@ def check_data(scenario, base_dir: Path) -> None:
     data = FederatedData(scenario, base_dir=base_dir)
     data.check_batches()
     data.check_candidates()
+    data.check_canaries()

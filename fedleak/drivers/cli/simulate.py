@@ -120,12 +120,15 @@ def _run_arms(scenario, run_dir: Path, args) -> int:
     from fedleak.report.frontier_page import build_frontier
 
     arms = plan(scenario, run_dir)
-    if scenario.membership is not None:
+    if scenario.membership is not None or scenario.audit is not None:
         # lazy (start-up): loads only when this command runs, not for every command's parser
         from fedleak.federated_data import FederatedData
 
-        # Every arm shares the data: a held-out split too small for the non-members fails here, before any write.
-        FederatedData(scenario, base_dir=args.scenario.resolve().parent).check_candidates()
+        # Every arm shares the data: a held-out split too small for the non-members or the canaries fails here,
+        # before any write.
+        data = FederatedData(scenario, base_dir=args.scenario.resolve().parent)
+        data.check_candidates()
+        data.check_canaries()
     write_top(scenario, run_dir)
     status = 0
     record = collect("arms", seed=scenario.seed, device=scenario.device, scenario=scenario.name,
