@@ -80,7 +80,7 @@ def test_an_audited_federation_writes_the_lower_bound_per_client_and_per_arm(tmp
                                                   "delta": 1.0e-5}}]
     raw["executor"] = {"kind": "local"}
     out = tmp_path / "out"
-    assert main(["simulate", str(_write(tmp_path, raw)), "--out", str(out), "--quiet"]) == 0
+    assert main(["simulate", str(_write(tmp_path, raw)), "--out", str(out)]) == 0
     worst = {}
     for arm in ("none", "dp_sgd"):
         with (out / "arms" / arm / "audit.csv").open(newline="") as handle:

@@ -270,14 +270,7 @@ class ServerSide:
 
         scheduled = len(planned_attacks(scenario)) if attacks and intercept else None
         display = RunProgress(scenario.training.rounds, training_clients, enabled=progress, scheduled=scheduled)
-        membership = None
-        if attacks and intercept and scenario.membership is not None:
-            # Members are looked up as the client trained on them (a mislabelled canary with its canary label).
-            membership = MembershipWatch(scenario, data.get_training, data.eval_indices, writer,
-                                         device=resolve_device(scenario.device))
-        audit = None
-        if attacks and intercept and scenario.audit is not None:
-            audit = CanaryAudit(scenario, data, writer)
+        membership, audit = _watches(scenario, data, writer) if attacks and intercept else (None, None)
         tap = (LeakageTap(scenario, spec, data.get, pool, writer=writer, progress=display, dataset=data.images,
                           membership=membership, audit=audit) if intercept else None)
         return cls(scenario=scenario, run_dir=run_dir if write else None, data=data, weights=weights, pool=pool,
@@ -349,3 +342,15 @@ def check_run(scenario: Scenario, ledger: Any) -> list[str]:
     if ledger.attacks_finished != ledger.attacks_submitted:
         problems.append(f"{ledger.attacks_submitted - ledger.attacks_finished} attacks never finished")
     return problems
+
+
+def _watches(scenario: Scenario, data: FederatedData, writer: Any) -> tuple[Any, Any]:
+    """The server's membership watch and canary audit, each when the scenario asks for it (else None)."""
+    membership = audit = None
+    if scenario.membership is not None:
+        # Members are looked up as the client trained on them (a mislabelled canary with its canary label).
+        membership = MembershipWatch(scenario, data.get_training, data.eval_indices, writer,
+                                     device=resolve_device(scenario.device))
+    if scenario.audit is not None:
+        audit = CanaryAudit(scenario, data, writer)
+    return membership, audit
