@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fedleak.canaries import draw_canaries
 from fedleak.config.schema import Scenario
 from fedleak.data import client_batch_indices, load_images, partition, split_eval
 from fedleak.errors import UserError
@@ -49,8 +50,6 @@ class FederatedData:
     def _add_canaries(self, labels: np.ndarray) -> None:
         """Draw each audited client's canaries from the held-out split, add the included ones to its shard (with
         their training labels) and take every drawn canary out of the held-out split."""
-        from fedleak.canaries import draw_canaries
-
         audit = self.scenario.audit
         clients = self.audited_clients()
         try:
@@ -114,8 +113,6 @@ class FederatedData:
         """The audit's canaries come from the held-out split and join a shard: fail early, before anything is
         written, when the split cannot give every audited client its canaries or a client's shard is smaller than its
         canaries (the audit is of records in an ordinary shard, not of a shard made of canaries)."""
-        from fedleak.errors import UserError
-
         audit = self.scenario.audit
         if audit is None:
             return

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from fedleak.canary_scores import audit_update
 from fedleak.config.schema import Scenario
 from fedleak.types import Observation, ScoringContext
 
@@ -73,8 +74,6 @@ class CanaryAudit:
 
     def run(self, observation: Observation, context: ScoringContext) -> dict[str, Any]:
         """Score the client's canaries on its update, guess, bound ε (a crash is a ``failed`` row)."""
-        from fedleak.canary_scores import audit_update
-
         canaries = self.data.canaries[context.client]
         defense = self.scenario.client_defense(context.client)
         delta = context.dp_delta or 0.0

@@ -115,8 +115,6 @@ def _check_audit(scenario: Scenario, source: str) -> None:
     audit = scenario.audit
     if audit is None:
         return
-    from fedleak.attacks.membership import per_example_gradients_problem
-
     if audit.clients != "all":
         bad = [c for c in audit.clients if c >= scenario.clients.count]
         if bad:

@@ -7,6 +7,8 @@ import csv
 import math
 from pathlib import Path
 
+from fedleak.report.figures import new_figure, save_figure
+
 AUDIT_FILE = "audit.csv"
 #: Column order of audit.csv.
 AUDIT_COLUMNS = ["round", "client", "status", "reason", "defense", "kind", "canaries", "included", "guesses",
@@ -36,8 +38,6 @@ def audit_plot(points: list[tuple[str, float, float, bool]], path: Path, title: 
     """The audit's empirical lower bound against the claimed ε, with the diagonal: a point above it means the
     mechanism leaks more than its accountant says. ``points``: (label, claimed ε, lower bound, broken) — ``broken``
     marks a mechanism known to be wrong (drawn as a red cross); an infinite bound is drawn at the top edge."""
-    from fedleak.report.figures import new_figure, save_figure
-
     figure = new_figure((5.0, 4.2))
     axes = figure.add_subplot()
     finite = [v for _, c, b, _ in points for v in (c, b) if math.isfinite(v)]

@@ -12,6 +12,7 @@ from matplotlib.ticker import MaxNLocator
 
 from fedleak.defaults import DEFAULT_SUCCESS_PSNR
 from fedleak.fence import check_tree
+from fedleak.report.audit import audit_plot
 from fedleak.report.build import build_report
 from fedleak.report.figures import new_figure, save_figure
 from fedleak.report.frontier import (
@@ -219,8 +220,6 @@ def write_page(run_dir: Path, arms: list[ArmResult], missing: list[str]) -> Path
 def _audit_html(run_dir: Path, arms: list[ArmResult]) -> list[str]:
     """The one-run audit's figure (worst client's lower bound against the claimed ε per arm), when arms were
     audited."""
-    from fedleak.report.audit import audit_plot
-
     points = [(a.arm, a.dp_epsilon if a.dp_epsilon is not None else 0.0, a.audit_epsilon_lower, False)
               for a in arms if a.audit_epsilon_lower is not None]
     if not points:

@@ -35,6 +35,7 @@ import yaml
 from fedleak.config.schema import Scenario
 from fedleak.fence import inside
 from fedleak.provenance import RUN_FILE, RunRecord
+from fedleak.report.audit import AUDIT_COLUMNS, AUDIT_FILE
 from fedleak.report.images import save_grid
 from fedleak.types import LeakageRecord, MembershipRecord, columns, membership_columns
 
@@ -84,8 +85,6 @@ class RunWriter:
 
     def append_audit(self, row: dict[str, Any]) -> None:
         """Append one audited client's row to audit.csv (fedleak.report.audit; header written once, row flushed)."""
-        from fedleak.report.audit import AUDIT_COLUMNS, AUDIT_FILE
-
         with self._lock:
             _append_row(self._path(AUDIT_FILE), AUDIT_COLUMNS, {key: _cell(value) for key, value in row.items()})
 
