@@ -220,16 +220,17 @@ def write_page(run_dir: Path, arms: list[ArmResult], missing: list[str]) -> Path
 def _audit_html(run_dir: Path, arms: list[ArmResult]) -> list[str]:
     """The one-run audit's figure (worst client's lower bound against the claimed ε per arm), when arms were
     audited."""
-    points = [(a.arm, a.dp_epsilon if a.dp_epsilon is not None else 0.0, a.audit_epsilon_lower, False)
-              for a in arms if a.audit_epsilon_lower is not None]
+    # An arm that claims no ε has no point to compare; its bound stays in frontier.csv.
+    points = [(a.arm, a.dp_epsilon, a.audit_epsilon_lower, False) for a in arms
+              if a.audit_epsilon_lower is not None and a.dp_epsilon is not None]
     if not points:
         return []
     figure = audit_plot(points, run_dir / FIGURES_DIR / "audit.png",
                         "one-run DP audit (Steinke, Nasr & Jagielski 2023): worst client per arm")
     return ["<h2>One-run DP audit (<code>arms/*/audit.csv</code>)</h2>",
             _figure_html(figure, "Per arm, the worst client's empirical lower bound on ε at 95 % from its canaries "
-                                 "against the ε its accountant claims (0 where the arm claims none); a point above "
-                                 "the diagonal is a mechanism leaking more than it claims.")]
+                                 "against the ε its accountant claims (arms that claim none are left out); a point "
+                                 "above the diagonal is a mechanism leaking more than it claims.")]
 
 
 def build_frontier(run_dir: Path, rebuild_arms: bool = False) -> Path:
