@@ -81,7 +81,9 @@ def single_images() -> list[tuple[str, torch.Tensor, torch.Tensor, str]]:
     fixtures = os.environ.get("FEDLEAK_FIXTURES")
     path = Path(fixtures) / CUSTOM_IMAGE if fixtures else None
     if path is not None and path.is_file():
-        face, face_label = load_single_image("lfw", path, 0, 32).get([0])
+        # The regression's outputs come from scalar_spec, not from a label space; the face keeps label 0, as in the
+        # thesis, in the smallest label space the loader accepts (two classes).
+        face, face_label = load_single_image("lfw", path, 0, 32, num_classes=2).get([0])
         rows.append(("custom", face, face_label, f"{CUSTOM_IMAGE} from $FEDLEAK_FIXTURES, 32 px"))
     else:
         face, face_label = load_images(DataConfig(dataset="lfw", image_size=32)).get([0])
