@@ -277,17 +277,16 @@ def deploy(
         executor: ``local``, ``ray`` or ``None`` (the scenario's ``executor.kind``).
         timeout_s: stop everything after this many seconds (``None``: wait for the run).
         verbose: Flower's INFO logs in the log files.
-        isolation: ``subprocess``: the SuperLink and SuperNodes start the app processes themselves; ``process``:
-            one separately started SuperExec per SuperLink/SuperNode does (the docker-compose topology).
+        isolation: ``subprocess`` (the SuperLink and SuperNodes start app processes) or ``process`` (one SuperExec
+            each, the docker-compose topology).
         marker: the value of ``FEDLEAK_DEPLOY_ID`` in every process started (default: a new random one).
         say: called with one-line progress messages.
         watch: called about twice a second while the run goes on (the command's progress reads the run directory).
         overrides: ``--set KEY=VALUE`` overrides, applied to the scenario on every node.
-        ray_address: the Ray cluster the ServerApp's attackers join (``executor.address`` or ``RAY_ADDRESS``);
-            ``None``: a Ray instance the ServerApp starts itself, kept on 127.0.0.1.
+        ray_address: the Ray cluster the attackers join (``None``: the ServerApp's own Ray, on 127.0.0.1).
     """
     say = say or (lambda _line: None)
-    app = app_dir()
+    app = app_dir()  # before anything starts: a missing app folder is one line, not a half-started federation
     bin_dir = Path(sys.executable).parent
     run_dir = run_dir.resolve()
     log_dir = run_dir / "logs"
@@ -302,8 +301,7 @@ def deploy(
         processes = Processes(log_dir, env, marker)
         try:
             nodes = start_federation(processes, bin_dir, superlink_port, node_ports, isolation)
-            say(f"SuperLink on 127.0.0.1:{superlink_port}, {num_clients} SuperNodes on ports "
-                f"{node_ports[0]}–{node_ports[-1]}; logs in {log_dir}")
+            say(f"SuperLink 127.0.0.1:{superlink_port}, SuperNodes {node_ports[0]}–{node_ports[-1]}; logs: {log_dir}")
             run_config = write_run_config(Path(flwr_home, "run_config.toml"), scenario_path.resolve(), run_dir,
                                           executor, overrides)
             run = processes.start("flwr-run", run_command(bin_dir, app, run_config))
